@@ -1,0 +1,24 @@
+"""Conure stage ret_t1: retrain T1 (next item) on its own 30% of every conv kernel; embeddings and
+LayerNorms stay frozen. The architecture and split come from the tp_t1 checkpoint.
+
+Starts from <out_dir>/Models/tp_t1 (run conure_tp_t1.py first), writes <out_dir>/Models/ret_t1.
+Edit the block below or override any entry: python conure_ret_t1.py --epochs=1
+"""
+# ------------------------------ hyperparameters ------------------------------
+data_dir = "Data/Session"  # TTL files (SPEC section 2)
+out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
+epochs = 10
+batch_size = 32
+learning_rate = 1e-3
+seed = 0                   # data order, negative sampling
+num_sampled_ratio = 0.2    # sampled-softmax negatives per step, as a share of the vocabulary
+full_softmax = False       # True: exact softmax over all items instead of the sampled one
+exclude_padding = False    # True: padding targets do not count in the loss (the release counts them)
+eval_every = 1             # epochs between held-out evaluations (0: only at the end)
+eval_cap = 0               # evaluate on at most this many held-out users (0: all)
+# -----------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    import stage
+
+    stage.main("ret_t1", globals())

@@ -1,0 +1,25 @@
+"""Conure stage tp_t2: train T2 (clicks) on the weights earlier tasks left free, then prune: T2 keeps 21%
+of every kernel.
+
+Starts from <out_dir>/Models/ret_t1 (run conure_ret_t1.py first), writes <out_dir>/Models/tp_t2.
+Edit the block below or override any entry: python conure_tp_t2.py --epochs=5
+"""
+# ------------------------------ hyperparameters ------------------------------
+data_dir = "Data/Session"  # TTL files (SPEC section 2)
+out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
+epochs = 15
+batch_size = 512
+learning_rate = 1e-4
+seed = 0
+prune_ratio = 0.7          # share of the free weights left free for later tasks
+l2 = 0.02                  # L2 penalty on the clicks target table
+rho = 0.3                  # LambdaFM popularity sampler of the BPR negatives
+full_softmax = False       # True: softmax over all targets instead of BPR
+eval_every = 5             # epochs between held-out evaluations (0: only at the end)
+eval_cap = 0               # evaluate on at most this many held-out examples (0: all)
+# -----------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    import stage
+
+    stage.main("tp_t2", globals())

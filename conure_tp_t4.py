@@ -1,0 +1,24 @@
+"""Conure stage tp_t4: train T4 (gender) on the weights earlier tasks left free, then prune: T4 keeps 10.29%
+of every kernel.
+
+Starts from <out_dir>/Models/ret_t3 (run conure_ret_t3.py first), writes <out_dir>/Models/tp_t4.
+Edit the block below or override any entry: python conure_tp_t4.py --epochs=5
+"""
+# ------------------------------ hyperparameters ------------------------------
+data_dir = "Data/Session"  # TTL files (SPEC section 2)
+out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
+epochs = 30
+batch_size = 512
+learning_rate = 1e-4
+seed = 0
+prune_ratio = 0.7          # share of the free weights left free for later tasks
+l2 = 0.02                  # L2 penalty on the gender label table
+full_softmax = False       # True: softmax over all labels instead of the logistic loss
+eval_every = 5             # epochs between held-out evaluations (0: only at the end)
+eval_cap = 0               # evaluate on at most this many held-out examples (0: all)
+# -----------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    import stage
+
+    stage.main("tp_t4", globals())

@@ -1,0 +1,57 @@
+"""Held-out metrics (SPEC section 7), computed from score matrices in numpy.
+
+Ranks are 0-based: the number of candidates scoring strictly higher than the true one.
+"""
+import hashlib
+
+import numpy as np
+
+from data_loader import other_labels
+
+TOP_K = 5
+
+
+def ranks_of(scores, truth, excluded=()):
+    """0-based rank of truth[i] among the columns of scores[i], ignoring the `excluded` columns."""
+    scores = np.asarray(scores)
+    true_scores = scores[np.arange(len(truth)), truth]
+    higher = scores > true_scores[:, None]
+    if len(excluded):
+        higher[:, list(excluded)] = False
+    return higher.sum(axis=1)
+
+
+def ranking_metrics(ranks, k=TOP_K):
+    """MRR@k, HR@k and NDCG@k with one relevant item per row."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    hit = ranks < k
+    return {
+        f"MRR@{k}": float(np.mean(np.where(hit, 1.0 / (ranks + 1.0), 0.0))) if len(ranks) else 0.0,
+        f"HR@{k}": float(np.mean(hit)) if len(ranks) else 0.0,
+        f"NDCG@{k}": float(np.mean(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0))) if len(ranks) else 0.0,
+    }
+
+
+def classification_metrics(scores, truth, seed):
+    """`accuracy`: argmax over all classes; `pairwise_accuracy`: true label beats one random other."""
+    scores = np.asarray(scores)
+    truth = np.asarray(truth)
+    rows = np.arange(len(truth))
+    others = other_labels(np.random.default_rng(seed), truth, scores.shape[1])
+    return {
+        "accuracy": float(np.mean(scores.argmax(axis=1) == truth)),
+        "pairwise_accuracy": float(np.mean(scores[rows, truth] > scores[rows, others])),
+    }
+
+
+class ScoreHasher:
+    """SHA-256 over the float32 score matrix, fed row block by row block in held-out order."""
+
+    def __init__(self):
+        self._sha = hashlib.sha256()
+
+    def update(self, scores):
+        self._sha.update(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
+
+    def hexdigest(self):
+        return self._sha.hexdigest()

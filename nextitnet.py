@@ -1,0 +1,236 @@
+"""NextItNet backbone with per-task weight ownership (Conure), and the task heads.
+
+Everything here is `keras.layers` + `keras.ops`, so it runs on the TensorFlow and JAX backends.
+
+Ownership (SPEC section 6): every conv kernel carries an int8 `owner` map of its own shape,
+0 = free, k = owned by task k. The task k and phase given to ConureModel.task_loss / task_scores
+pick the weights the forward pass sees:
+  "train"   stop_gradient(W * [0 < owner < k]) + W * [owner == 0]
+  "retrain" stop_gradient(W * [0 < owner < k]) + W * [owner == k]
+  "infer"   W * [0 < owner <= k]
+Weights outside the trainable part get an exact zero gradient, so a fresh Adam never moves them.
+"""
+import keras
+from keras import ops
+
+import losses
+
+PHASES = ("train", "retrain", "infer")
+
+
+def owned_kernel(kernel, owner, task, phase):
+    """The kernel a task sees in a phase (see module docstring)."""
+    owner = ops.cast(owner, "int32")
+    if phase == "infer":
+        return kernel * ops.cast((owner > 0) & (owner <= task), kernel.dtype)
+    trainable_owner = 0 if phase == "train" else task
+    frozen = ops.stop_gradient(kernel * ops.cast((owner > 0) & (owner < task), kernel.dtype))
+    return frozen + kernel * ops.cast(owner == trainable_owner, kernel.dtype)
+
+
+class MaskedCausalConv1D(keras.layers.Layer):
+    """Causal dilated 1-D convolution (no bias) whose kernel is shared among tasks by ownership.
+
+    Left-pads by (kernel_size - 1) * dilation, so output i sees inputs 0..i only. The
+    convolution is one matmul over the kernel_size shifted copies of the input.
+    """
+
+    def __init__(self, filters, kernel_size, dilation, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.dilation = filters, kernel_size, dilation
+        self.task, self.phase = 1, "train"
+
+    def build(self, input_shape):
+        shape = (self.kernel_size, input_shape[-1], self.filters)
+        self.kernel = self.add_weight(
+            name="kernel", shape=shape, initializer=keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.owner = self.add_weight(
+            name="owner", shape=shape, dtype="int8", initializer="zeros", trainable=False
+        )
+
+    def call(self, x):
+        kernel = owned_kernel(self.kernel, self.owner, self.task, self.phase)
+        length = ops.shape(x)[1]
+        reach = (self.kernel_size - 1) * self.dilation
+        padded = ops.pad(x, [[0, 0], [reach, 0], [0, 0]])
+        taps = [padded[:, j * self.dilation : j * self.dilation + length, :] for j in range(self.kernel_size)]
+        stacked = ops.concatenate(taps, axis=-1) if len(taps) > 1 else taps[0]
+        flat_kernel = ops.reshape(ops.cast(kernel, x.dtype), (-1, self.filters))
+        return ops.matmul(stacked, flat_kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size, "dilation": self.dilation}
+
+
+class ResidualBlock(keras.layers.Layer):
+    """Pre-LN NextItNet block: x + conv2(relu(LN(conv1(relu(LN(x)))))), dilations d and 2d."""
+
+    def __init__(self, channels, kernel_size, dilation, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.kernel_size, self.dilation = channels, kernel_size, dilation
+        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-8, name="norm1")
+        self.conv1 = MaskedCausalConv1D(channels, kernel_size, dilation, name="conv1")
+        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-8, name="norm2")
+        self.conv2 = MaskedCausalConv1D(channels, kernel_size, 2 * dilation, name="conv2")
+
+    def build(self, input_shape):
+        for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
+            layer.build(input_shape)
+
+    def call(self, x):
+        h = self.conv1(ops.relu(self.norm1(x)))
+        return x + self.conv2(ops.relu(self.norm2(h)))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels,
+                "kernel_size": self.kernel_size, "dilation": self.dilation}
+
+
+class NextItNet(keras.layers.Layer):
+    """Item embedding (no positions) followed by the residual blocks: tokens [B, T] -> [B, T, C]."""
+
+    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.channels = vocab_size, channels
+        self.dilations, self.kernel_size = tuple(dilations), kernel_size
+        self.embedding = keras.layers.Embedding(
+            vocab_size, channels, embeddings_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="embedding",
+        )
+        self.blocks = [ResidualBlock(channels, kernel_size, d, name=f"block_{i}") for i, d in enumerate(dilations)]
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        for block in self.blocks:
+            block.build((*input_shape, self.channels))
+
+    def call(self, tokens):
+        x = self.embedding(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    @property
+    def convs(self):
+        return [conv for block in self.blocks for conv in (block.conv1, block.conv2)]
+
+    @property
+    def shared_layers(self):
+        """Embedding and LayerNorms: trained in T1's train phase only."""
+        return [self.embedding] + [n for block in self.blocks for n in (block.norm1, block.norm2)]
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "channels": self.channels,
+                "dilations": list(self.dilations), "kernel_size": self.kernel_size}
+
+
+class NextItemHead(keras.layers.Layer):
+    """T1 output softmax: weights [items, C] (normal 0.01) and bias (0.1) at every position."""
+
+    def __init__(self, n_items, **kwargs):
+        super().__init__(**kwargs)
+        self.n_items = n_items
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.weight = self.add_weight(
+            name="weight", shape=(self.n_items, channels),
+            initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.n_items,), initializer=keras.initializers.Constant(0.1)
+        )
+
+    def call(self, hidden):
+        return ops.matmul(hidden, ops.transpose(ops.cast(self.weight, hidden.dtype))) + ops.cast(self.bias, hidden.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "n_items": self.n_items}
+
+
+class TargetHead(keras.layers.Layer):
+    """T2+ head: one embedding row per target item or class label; score = <user, row>.
+
+    `kind` is "item" (BPR loss) or "class" (logistic loss); `l2` is TF1's l2_regularizer
+    scale: the penalty is l2 * sum(table ** 2) / 2.
+    """
+
+    def __init__(self, n_targets, kind="item", l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in losses.PAIRWISE:
+            raise ValueError(f"kind must be one of {sorted(losses.PAIRWISE)}, got {kind!r}")
+        self.n_targets, self.kind, self.l2 = n_targets, kind, l2
+
+    def build(self, input_shape):
+        self.table = self.add_weight(
+            name="table", shape=(self.n_targets, input_shape[-1]),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+
+    def call(self, user):
+        return ops.matmul(user, ops.transpose(ops.cast(self.table, user.dtype)))
+
+    def penalty(self):
+        return 0.5 * self.l2 * ops.sum(ops.square(self.table))
+
+    def get_config(self):
+        return {**super().get_config(), "n_targets": self.n_targets, "kind": self.kind, "l2": self.l2}
+
+
+class ConureModel(keras.Model):
+    """One NextItNet backbone plus one head per task (task 1 = next item, later tasks = TargetHead).
+
+    `task_loss` and `task_scores` take the task and ownership phase explicitly, so a compiled
+    function always traces the weights it means to use. Batches are dicts of arrays (losses.py).
+    """
+
+    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = NextItNet(vocab_size, channels, dilations, kernel_size, name="backbone")
+        self.backbone.build((None, None))
+        self.heads = []
+
+    def add_head(self, head):
+        head.build((None, self.backbone.channels))
+        self.heads.append(head)
+
+    def head(self, task):
+        if not 1 <= task <= len(self.heads):
+            raise ValueError(f"task {task} has no head (model has {len(self.heads)})")
+        return self.heads[task - 1]
+
+    def _use(self, task, phase):
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        for conv in self.backbone.convs:
+            conv.task, conv.phase = task, phase
+
+    def set_trainable(self, task, train_shared):
+        """Trainable: the conv kernels, `task`'s head and, if train_shared, embedding and LayerNorms."""
+        for layer in self.backbone.shared_layers:
+            layer.trainable = train_shared
+        for conv in self.backbone.convs:
+            conv.trainable = True
+        for number, head in enumerate(self.heads, start=1):
+            head.trainable = number == task
+
+    def call(self, tokens):
+        return self.backbone(tokens)
+
+    def task_loss(self, batch, task, phase):
+        """Training loss of `task` on a batch, with the conv weights of `phase`."""
+        self._use(task, phase)
+        hidden = self.backbone(batch["tokens"])
+        head = self.head(task)
+        if task == 1:
+            return losses.next_item_loss(hidden, batch, head.weight, head.bias)
+        user = hidden[:, -1, :]
+        return losses.target_loss(user, batch, head.table, head.kind) + head.penalty()
+
+    def task_scores(self, tokens, task, phase="infer"):
+        """Scores of every target of `task` at the last position: [B, n_targets]."""
+        self._use(task, phase)
+        user = self.backbone(tokens)[:, -1, :]
+        return self.head(task)(user)

@@ -1,0 +1,403 @@
+"""Stage runner: what every `conure_<tp|ret>_t<k>.py` script does after its hyperparameter block.
+
+A stage is "tp_tK" (train task K on the free weights, then prune: task K takes its share) or
+"ret_tK" (retrain task K's own weights only). tp_t1 starts from scratch; every other stage starts
+from the checkpoint of the stage before it: tp_tK from ret_t(K-1), ret_tK from tp_tK.
+
+    python stage.py tp_t7 --epochs=5     # any stage, for tasks that have no script of their own
+"""
+import ast
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import checkpoint
+import data_loader
+import metrics
+import pruning
+import tasks
+import trainer
+import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
+from nextitnet import ConureModel, NextItemHead, TargetHead
+
+# Every hyperparameter a stage knows, with its default; a script's block overrides these and
+# --name=value overrides both. Defaults are the release's settings for T4 (SPEC section 5: T5 and
+# T6 were not released and use T4's). None = inherited from the previous stage's checkpoint.
+DEFAULTS = {
+    "data_dir": "Data/Session",     # TTL files (SPEC section 2)
+    "out_dir": "Data",              # checkpoints in <out_dir>/Models/<stage>/, metrics in <out_dir>/Results/
+    "epochs": 30,
+    "batch_size": 512,
+    "learning_rate": 1e-4,
+    "seed": 0,                      # weight init, data order, negative sampling
+    "prune_ratio": 0.7,             # tp stages: share of the free weights left free for later tasks
+    "num_sampled_ratio": 0.2,       # T1 sampled softmax: negatives per step as a share of the vocabulary
+    "full_softmax": False,          # exact softmax over every target instead of sampled / pairwise losses
+    "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
+    "l2": 0.02,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale)
+    "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
+    "eval_every": 1,                # epochs between held-out evaluations (0: only at the end)
+    "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
+    "eval_batch_size": 256,
+    "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
+    # Chain settings: fixed at tp_t1, inherited by every later stage.
+    "channels": None,
+    "dilations": None,
+    "kernel_size": None,
+    "split_seed": None,             # seeded 80/20 split (release: numpy seed 10)
+    "holdout": None,                # held-out share
+}
+CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kernel_size": 3,
+                  "split_seed": 10, "holdout": 0.2}
+SCRIPT_TYPES = (bool, int, float, str, list)
+
+
+class ConfigError(ValueError):
+    """Bad stage name or hyperparameter."""
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def parse_stage(name):
+    """'tp_t3' -> ('tp', 3)."""
+    phase, _, number = name.partition("_t")
+    if phase not in ("tp", "ret") or not number.isdigit():
+        raise ConfigError(f"stage {name!r}: expected tp_tK or ret_tK")
+    number = int(number)
+    try:
+        tasks.task(number)
+    except KeyError as e:
+        raise ConfigError(f"stage {name!r}: {e.args[0]}")
+    return phase, number
+
+
+def previous_stage(name):
+    phase, number = parse_stage(name)
+    if phase == "ret":
+        return f"tp_t{number}"
+    return f"ret_t{number - 1}" if number > 1 else None
+
+
+def script_for(name):
+    phase, number = parse_stage(name)
+    script = f"conure_{phase}_t{number}.py"
+    return script if Path(__file__).with_name(script).exists() else f"stage.py {name}"
+
+
+def hyperparameters(script_globals):
+    """The hyperparameter block of a stage script: its public variables of plain types."""
+    return {k: v for k, v in script_globals.items() if not k.startswith("_") and isinstance(v, SCRIPT_TYPES)}
+
+
+def parse_value(name, text, default):
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if isinstance(default, bool) and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if default is None or isinstance(default, list):
+            return text
+        raise ConfigError(f"--{name}={text}: not a valid {type(default).__name__}")
+    if isinstance(default, list) and isinstance(value, (int, tuple)):
+        value = list(value) if isinstance(value, tuple) else [value]
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if default is not None and not isinstance(value, type(default)):
+        raise ConfigError(f"--{name}={text}: expected a {type(default).__name__}")
+    return value
+
+
+def parse_overrides(argv, known):
+    """['--epochs=3', ...] -> {'epochs': 3}; unknown names are an error."""
+    overrides = {}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"{arg!r}: overrides are written --name=value")
+        name, text = arg[2:].split("=", 1)
+        if name not in known:
+            raise ConfigError(f"--{name}: unknown hyperparameter (known: {', '.join(sorted(known))})")
+        overrides[name] = parse_value(name, text, known[name] if known[name] is not None else CHAIN_DEFAULTS.get(name))
+    return overrides
+
+
+def validate(config):
+    def need(ok, message):
+        if not ok:
+            raise ConfigError(message)
+
+    for key in ("epochs", "eval_every", "eval_cap"):
+        need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
+    for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
+        need(isinstance(config[key], int) and config[key] > 0, f"{key}={config[key]!r}: must be an integer > 0")
+    need(config["learning_rate"] > 0, f"learning_rate={config['learning_rate']!r}: must be > 0")
+    need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
+    need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
+    need(0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
+    need(config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
+    need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")
+    dilations = config["dilations"]
+    need(isinstance(dilations, list) and dilations and all(isinstance(d, int) and d > 0 for d in dilations),
+         f"dilations={dilations!r}: must be a non-empty list of positive integers")
+
+
+def make_config(stage_name, block, argv):
+    """DEFAULTS < script block < command line. Returns (config, names given on the command line)."""
+    parse_stage(stage_name)
+    known = {**DEFAULTS, **block}
+    overrides = parse_overrides(argv, known)
+    return {**known, **overrides}, set(overrides)
+
+
+def resolve_chain(config, explicit, previous):
+    """Fill chain settings from the previous checkpoint; a value that disagrees with it is an error."""
+    config = dict(config)
+    for key, default in CHAIN_DEFAULTS.items():
+        inherited = previous["config"][key] if previous else default
+        if config[key] is not None and previous and config[key] != inherited:
+            source = f"--{key}" if key in explicit else "the hyperparameter block"
+            raise ConfigError(
+                f"{key}={config[key]!r} (from {source}) but checkpoint {previous['stage']} was made with "
+                f"{key}={inherited!r}: run {script_for('tp_t1')} with it first, or drop it")
+        config[key] = inherited if config[key] is None else config[key]
+    return config
+
+
+# ----------------------------------------------------------------------------- data
+
+def task_file(config, number):
+    return Path(config["data_dir"]) / tasks.task(number).file
+
+
+def load_task_data(number, config, vocab=None):
+    """Split data of task `number`; T1 builds the vocabulary, later tasks encode with `vocab`."""
+    path = task_file(config, number)
+    if number == 1:
+        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path)
+    return data_loader.TransferTask(
+        data_loader.read_transfer(path, vocab), tasks.task(number).kind, config["split_seed"], config["holdout"], path)
+
+
+def fingerprints(config, number):
+    """SHA-256 of the T1 file and of task `number`'s file: the data a checkpoint belongs to."""
+    return {"t1_sha256": checkpoint.file_sha256(task_file(config, 1)),
+            "task_sha256": checkpoint.file_sha256(task_file(config, number))}
+
+
+# ----------------------------------------------------------------------------- model
+
+def build_model(vocab_size, config, task_data_by_number, l2_by_number):
+    keras.utils.set_random_seed(config["seed"])
+    model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
+    for number, n_targets in sorted(task_data_by_number.items()):
+        if number == 1:
+            model.add_head(NextItemHead(n_targets, name="head_t1"))
+        else:
+            model.add_head(TargetHead(n_targets, tasks.task(number).kind, l2_by_number[number], name=f"head_t{number}"))
+    return model
+
+
+def owners_of(model):
+    return {conv.path: keras.ops.convert_to_numpy(conv.owner) for conv in model.backbone.convs}
+
+
+def set_owners(model, owners):
+    for conv in model.backbone.convs:
+        if conv.path not in owners:
+            raise checkpoint.CheckpointError(f"ownership has no map for {conv.path}")
+        conv.owner.assign(owners[conv.path])
+
+
+def weight_variables(model):
+    """Everything a checkpoint stores in weights.npz (owner maps are stored by pruning.save)."""
+    owners = {id(conv.owner) for conv in model.backbone.convs}
+    return [v for v in model.variables if id(v) not in owners]
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+
+def evaluate(model, number, data, config, phase="infer"):
+    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256."""
+    tokens, truth = data.test_inputs()
+    if config["eval_cap"]:
+        tokens, truth = tokens[: config["eval_cap"]], truth[: config["eval_cap"]]
+    score = trainer.compiled(lambda t: model.task_scores(t, number, phase), model.variables)
+    hasher = metrics.ScoreHasher()
+    ranks, class_scores = [], []
+    size = config["eval_batch_size"]
+    for start in range(0, len(tokens), size):
+        rows = tokens[start:start + size]
+        scores = score(data_loader.pad_rows(rows, size))[: len(rows)]
+        hasher.update(scores)
+        if data.kind == "class":
+            class_scores.append(scores)
+        else:
+            ranks.append(metrics.ranks_of(scores, truth[start:start + size], data.excluded_targets))
+    if data.kind == "class":
+        result = metrics.classification_metrics(np.concatenate(class_scores), truth, seed=config["seed"])
+    else:
+        result = metrics.ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
+    return {**result, "n_eval": int(len(truth)), "eval_capped": bool(config["eval_cap"]) and len(truth) < data.n_test,
+            "scores_sha256": hasher.hexdigest()}
+
+
+def format_metrics(result):
+    return "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+
+
+def train(model, number, phase, data, config, log):
+    """The stage's training loop: a fresh Adam, `epochs` passes over the training split."""
+    train_phase = "train" if phase == "tp" else "retrain"
+    model.set_trainable(number, train_shared=(number == 1 and phase == "tp"))
+    step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, train_phase),
+                             model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]))
+    history, evals = [], []
+    for epoch in range(config["epochs"]):
+        batches = data.train_batches(config, epoch)
+        bar = keras.utils.Progbar(len(batches), verbose=int(bool(config["verbose"]) and sys.stdout.isatty()),
+                                  unit_name="step")
+        started, total = time.time(), 0.0
+        for i, batch in enumerate(batches):
+            loss = step(batch)
+            total += loss
+            bar.update(i + 1, [("loss", loss)])
+        history.append(total / max(len(batches), 1))
+        line = f"epoch {epoch + 1}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
+        if config["eval_every"] and (epoch + 1) % config["eval_every"] == 0 and epoch + 1 < config["epochs"]:
+            result = evaluate(model, number, data, config, "infer" if phase == "ret" else "train")
+            evals.append({"epoch": epoch + 1, **{k: v for k, v in result.items() if isinstance(v, float)}})
+            line += "  " + format_metrics(result)
+        log(line)
+    return history, evals
+
+
+# ----------------------------------------------------------------------------- the stage
+
+def run_stage(stage_name, config, explicit=()):
+    """Run one stage end to end; returns the results dict it also writes to Results/<stage>.json."""
+    started = time.time()
+    phase, number = parse_stage(stage_name)
+    task = tasks.task(number)
+    out_dir = Path(config["out_dir"])
+    log = print if config["verbose"] else (lambda *a: None)
+    trainer.make_deterministic()
+
+    previous_name = previous_stage(stage_name)
+    previous = None
+    if previous_name:
+        previous_dir = out_dir / "Models" / previous_name
+        previous = checkpoint.read_manifest(previous_dir, script_for(previous_name))
+    config = resolve_chain(config, set(explicit), previous)
+    validate(config)
+    prints = fingerprints(config, number)
+    if previous:
+        check_previous(previous, stage_name, number, prints)
+
+    vocab = data_loader.Vocab.load(previous_dir / "vocab.json") if previous else None
+    data = load_task_data(number, config, vocab)
+    vocab = vocab or data.vocab
+    if number > 1:
+        log(f"{task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary (mapped to <unk>)")
+    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
+        f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+
+    targets = {n: data_loader.TargetVocab.load(previous_dir / f"targets_t{n}.json")
+               for n in range(2, number + (phase == "ret"))} if previous else {}
+    if number > 1:
+        if phase == "ret" and targets[number].tokens != data.targets.tokens:
+            raise checkpoint.CheckpointError(
+                f"{previous_dir}: target vocabulary of T{number} differs from {task_file(config, number)}; "
+                f"run {script_for(f'tp_t{number}')} first")
+        targets[number] = data.targets
+    n_targets = {1: vocab.size, **{n: len(t.tokens) for n, t in targets.items()}}
+    l2 = {n: previous["tasks"][n - 1]["l2"] for n in n_targets if n < number}
+    l2[number] = config["l2"]
+    model = build_model(vocab.size, config, n_targets, l2)
+    prune_ratios = []
+    if previous:
+        checkpoint.load_weights(previous_dir / "weights.npz",
+                                [v for v in weight_variables(model) if not v.path.startswith(f"head_t{number}/")
+                                 or phase == "ret"])
+        owners, prune_ratios = pruning.load(previous_dir)
+        set_owners(model, owners)
+
+    train_started = time.time()
+    history, evals = train(model, number, phase, data, config, log)
+    train_seconds = time.time() - train_started
+
+    results = {"stage": stage_name, "task": number, "task_name": task.name, "kind": task.kind}
+    if phase == "tp":
+        before = evaluate(model, number, data, config, "train")
+        log("before pruning: " + format_metrics(before))
+        prune_ratios = prune_ratios + [config["prune_ratio"]]
+        kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
+        owners = {name: pruning.prune(kernels[name], owner, number, prune_ratios)
+                  for name, owner in owners_of(model).items()}
+        pruning.check(owners, prune_ratios)
+        set_owners(model, owners)
+        log(pruning.report(owners, prune_ratios))
+        results["before_prune"] = before
+    final = evaluate(model, number, data, config, "infer")
+    log(f"{stage_name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
+        + format_metrics(final))
+
+    chain = list(previous["tasks"]) if previous else []
+    if phase == "tp":
+        chain.append({"task": number, "name": task.name, "kind": task.kind, "file": task.file,
+                      "sha256": prints["task_sha256"], "n_targets": n_targets[number], "l2": l2[number],
+                      "prune_ratio": config["prune_ratio"]})
+    manifest = {"stage": stage_name, "task": number, "phase": phase, "t1_sha256": prints["t1_sha256"],
+                "tasks": chain, "config": config, "backend": trainer.backend()}
+
+    def write_files(directory):
+        checkpoint.save_weights(directory / "weights.npz", weight_variables(model))
+        pruning.save(directory, owners_of(model), prune_ratios)
+        vocab.save(directory / "vocab.json")
+        for n, target_vocab in targets.items():
+            target_vocab.save(directory / f"targets_t{n}.json")
+        checkpoint.write_json(config, directory / "config.json")
+
+    checkpoint.write(out_dir / "Models" / stage_name, write_files, manifest)
+    results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
+                    "unknown_source_tokens": data.n_unknown, "loss_history": history, "evals": evals,
+                    "train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1),
+                    "backend": trainer.backend(), "config": config})
+    checkpoint.write_json(results, out_dir / "Results" / f"{stage_name}.json")
+    log(f"wrote {out_dir / 'Models' / stage_name} and {out_dir / 'Results' / (stage_name + '.json')}")
+    return results
+
+
+def check_previous(previous, stage_name, number, prints):
+    """The previous checkpoint must come from the same T1 data, task order and (for ret) task file."""
+    name = previous["stage"]
+    if previous["t1_sha256"] != prints["t1_sha256"]:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {name} was trained on another T1 file: run {script_for('tp_t1')} first")
+    for entry in previous["tasks"]:
+        if entry["name"] != tasks.task(entry["task"]).name:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {name} has T{entry['task']} = {entry['name']}, tasks.py says "
+                f"{tasks.task(entry['task']).name}: run {script_for('tp_t' + str(entry['task']))} first")
+    if stage_name.startswith("ret") and previous["tasks"][number - 1]["sha256"] != prints["task_sha256"]:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {name} was trained on another {tasks.task(number).file}: run {script_for(name)} first")
+
+
+def main(stage_name, script_globals=None, argv=None):
+    """Entry point of the stage scripts: one-line errors and exit status 2 on bad input."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config, explicit = make_config(stage_name, hyperparameters(script_globals or {}), argv)
+        return run_stage(stage_name, config, explicit)
+    except (ConfigError, data_loader.DataError, checkpoint.CheckpointError, pruning.OwnershipError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python stage.py tp_tK|ret_tK [--name=value ...]")
+    main(sys.argv[1], {}, sys.argv[2:])
