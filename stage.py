@@ -189,15 +189,34 @@ def fingerprints(config, number):
 
 # ----------------------------------------------------------------------------- model
 
-def build_model(vocab_size, config, task_data_by_number, l2_by_number):
+def new_head(number, n_targets, l2):
+    if number == 1:
+        return NextItemHead(n_targets, name="head_t1")
+    return TargetHead(n_targets, tasks.task(number).kind, l2, name=f"head_t{number}")
+
+
+def build_model(vocab_size, config, heads=()):
+    """A freshly initialised model (seeded) with heads for `heads` = [(task, n_targets, l2), ...]."""
     keras.utils.set_random_seed(config["seed"])
     model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
-    for number, n_targets in sorted(task_data_by_number.items()):
-        if number == 1:
-            model.add_head(NextItemHead(n_targets, name="head_t1"))
-        else:
-            model.add_head(TargetHead(n_targets, tasks.task(number).kind, l2_by_number[number], name=f"head_t{number}"))
+    for number, n_targets, l2 in heads:
+        model.add_head(new_head(number, n_targets, l2))
     return model
+
+
+def restore(directory, run_first):
+    """Model, manifest, T1 vocabulary, target vocabularies and prune ratios of a checkpoint."""
+    directory = Path(directory)
+    manifest = checkpoint.read_manifest(directory, run_first)
+    vocab = data_loader.Vocab.load(directory / "vocab.json")
+    chain = manifest["tasks"]
+    targets = {e["task"]: data_loader.TargetVocab.load(directory / f"targets_t{e['task']}.json")
+               for e in chain if e["task"] > 1}
+    model = build_model(vocab.size, manifest["config"], [(e["task"], e["n_targets"], e["l2"]) for e in chain])
+    checkpoint.load_weights(directory / "weights.npz", weight_variables(model))
+    owners, prune_ratios = pruning.load(directory)
+    set_owners(model, owners)
+    return model, manifest, vocab, targets, prune_ratios
 
 
 def owners_of(model):
@@ -286,43 +305,32 @@ def run_stage(stage_name, config, explicit=()):
     trainer.make_deterministic()
 
     previous_name = previous_stage(stage_name)
-    previous = None
+    previous, vocab, targets, prune_ratios = None, None, {}, []
     if previous_name:
-        previous_dir = out_dir / "Models" / previous_name
-        previous = checkpoint.read_manifest(previous_dir, script_for(previous_name))
+        model, previous, vocab, targets, prune_ratios = restore(
+            out_dir / "Models" / previous_name, script_for(previous_name))
     config = resolve_chain(config, set(explicit), previous)
     validate(config)
     prints = fingerprints(config, number)
     if previous:
         check_previous(previous, stage_name, number, prints)
 
-    vocab = data_loader.Vocab.load(previous_dir / "vocab.json") if previous else None
     data = load_task_data(number, config, vocab)
-    vocab = vocab or data.vocab
     if number > 1:
         log(f"{task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary (mapped to <unk>)")
-    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
-        f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
-
-    targets = {n: data_loader.TargetVocab.load(previous_dir / f"targets_t{n}.json")
-               for n in range(2, number + (phase == "ret"))} if previous else {}
-    if number > 1:
         if phase == "ret" and targets[number].tokens != data.targets.tokens:
             raise checkpoint.CheckpointError(
-                f"{previous_dir}: target vocabulary of T{number} differs from {task_file(config, number)}; "
-                f"run {script_for(f'tp_t{number}')} first")
+                f"checkpoint {previous_name} has other T{number} targets than {task_file(config, number)}: "
+                f"run {script_for(previous_name)} first")
         targets[number] = data.targets
-    n_targets = {1: vocab.size, **{n: len(t.tokens) for n, t in targets.items()}}
-    l2 = {n: previous["tasks"][n - 1]["l2"] for n in n_targets if n < number}
-    l2[number] = config["l2"]
-    model = build_model(vocab.size, config, n_targets, l2)
-    prune_ratios = []
-    if previous:
-        checkpoint.load_weights(previous_dir / "weights.npz",
-                                [v for v in weight_variables(model) if not v.path.startswith(f"head_t{number}/")
-                                 or phase == "ret"])
-        owners, prune_ratios = pruning.load(previous_dir)
-        set_owners(model, owners)
+    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
+        f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+    if number == 1 and phase == "tp":
+        vocab = data.vocab
+        model = build_model(vocab.size, config, [(1, vocab.size, config["l2"])])
+    elif phase == "tp":
+        keras.utils.set_random_seed(config["seed"])
+        model.add_head(new_head(number, data.n_targets, config["l2"]))
 
     train_started = time.time()
     history, evals = train(model, number, phase, data, config, log)
@@ -347,7 +355,7 @@ def run_stage(stage_name, config, explicit=()):
     chain = list(previous["tasks"]) if previous else []
     if phase == "tp":
         chain.append({"task": number, "name": task.name, "kind": task.kind, "file": task.file,
-                      "sha256": prints["task_sha256"], "n_targets": n_targets[number], "l2": l2[number],
+                      "sha256": prints["task_sha256"], "n_targets": data.n_targets, "l2": config["l2"],
                       "prune_ratio": config["prune_ratio"]})
     manifest = {"stage": stage_name, "task": number, "phase": phase, "t1_sha256": prints["t1_sha256"],
                 "tasks": chain, "config": config, "backend": trainer.backend()}
