@@ -549,6 +549,10 @@ class T1Task:
     def test_inputs(self):
         return self.test_ids[:, :-1], self.test_ids[:, -1]
 
+    def train_target_counts(self):
+        """How often each id occurs in the training lines (for the popularity baseline)."""
+        return np.bincount(self.train_ids.ravel(), minlength=self.n_targets)
+
 
 class TransferTask:
     """T2+: examples are (source line, one target); the split is over examples (SPEC section 2)."""
@@ -584,6 +588,9 @@ class TransferTask:
 
     def test_inputs(self):
         return with_separator(self.sources[self.test_lines]), self.test_targets
+
+    def train_target_counts(self):
+        return np.asarray(self.targets.counts)
 
 
 def check_labels(path, data, train_counts, order):

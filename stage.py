@@ -9,6 +9,7 @@ from the checkpoint of the stage before it: tp_tK from ret_t(K-1), ret_tK from t
 import ast
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -238,12 +239,23 @@ def weight_variables(model):
 
 # ----------------------------------------------------------------------------- train / evaluate
 
+_scorers = weakref.WeakKeyDictionary()
+
+
+def scorer(model, number, phase):
+    """Compiled `model.task_scores` for one task and phase, traced once per model."""
+    cache = _scorers.setdefault(model, {})
+    if (number, phase) not in cache:
+        cache[number, phase] = trainer.compiled(lambda t: model.task_scores(t, number, phase), model.variables)
+    return cache[number, phase]
+
+
 def evaluate(model, number, data, config, phase="infer"):
     """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256."""
     tokens, truth = data.test_inputs()
     if config["eval_cap"]:
         tokens, truth = tokens[: config["eval_cap"]], truth[: config["eval_cap"]]
-    score = trainer.compiled(lambda t: model.task_scores(t, number, phase), model.variables)
+    score = scorer(model, number, phase)
     hasher = metrics.ScoreHasher()
     ranks, class_scores = [], []
     size = config["eval_batch_size"]

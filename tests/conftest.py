@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny synthetic TTL data and a helper that runs stage scripts in-process."""
+import os
+import runpy
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+import prepare_data  # noqa: E402
+import stage  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TTL_SAMPLE = ROOT.parent / "shared" / "datasets" / "ttl-sample"
+
+# Small enough for a stage to take seconds on 2 cores.
+TINY = ["--channels=16", "--dilations=[1,2]", "--epochs=1", "--batch_size=32", "--eval_batch_size=64", "--verbose=0"]
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    prepare_data.write_synthetic(out, users=240, items=60, seed=0)
+    return out
+
+
+def run_stage(name, data_dir, out_dir, *overrides):
+    """Run a stage the way its script does (script block < overrides), in this process."""
+    script = ROOT / f"conure_{name}.py"
+    block = stage.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
+    tiny = TINY if name == "tp_t1" else [a for a in TINY if not a.startswith(("--channels", "--dilations"))]
+    argv = [f"--data_dir={data_dir}", f"--out_dir={out_dir}", *tiny, *overrides]
+    config, explicit = stage.make_config(name, block, argv)
+    return stage.run_stage(name, config, explicit)
+
+
+@pytest.fixture(scope="session")
+def t1_run(synthetic_dir, tmp_path_factory):
+    """tp_t1 then ret_t1 on the tiny synthetic data: (out_dir, tp results, ret results)."""
+    out = tmp_path_factory.mktemp("t1_run")
+    return out, run_stage("tp_t1", synthetic_dir, out), run_stage("ret_t1", synthetic_dir, out)

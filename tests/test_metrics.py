@@ -1,0 +1,70 @@
+"""Held-out metrics against rankings worked out by hand."""
+import numpy as np
+import pytest
+
+import metrics
+
+
+def test_ranks_count_strictly_higher_scores_and_skip_excluded_columns():
+    scores = np.array([[0.9, 0.1, 0.5, 0.7],
+                       [0.2, 0.8, 0.3, 0.1]])
+    assert metrics.ranks_of(scores, np.array([2, 1])).tolist() == [2, 0]
+    assert metrics.ranks_of(scores, np.array([2, 1]), excluded=[0]).tolist() == [1, 0]
+
+
+def test_ranking_metrics_by_hand():
+    # ranks 0, 2, 4 are inside the top 5, rank 7 is not
+    got = metrics.ranking_metrics([0, 2, 4, 7])
+    assert got["HR@5"] == pytest.approx(3 / 4)
+    assert got["MRR@5"] == pytest.approx((1 + 1 / 3 + 1 / 5) / 4)
+    assert got["NDCG@5"] == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(6)) / 4)
+
+
+def test_classification_accuracy_is_argmax_over_all_classes():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]])
+    assert metrics.classification_metrics(scores, np.array([1, 1, 2]), seed=0)["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_pairwise_accuracy_compares_the_truth_with_one_other_label():
+    # row 0: truth 0 beats label 1 but loses to label 2; with 2 classes it equals accuracy
+    scores = np.array([[0.5, 0.1, 0.9]] * 400)
+    got = metrics.classification_metrics(scores, np.zeros(400, int), seed=0)["pairwise_accuracy"]
+    assert 0.4 < got < 0.6
+    two = np.array([[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
+    both = metrics.classification_metrics(two, np.array([0, 0, 1]), seed=3)
+    assert both["pairwise_accuracy"] == both["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_score_hash_changes_with_a_single_bit():
+    scores = np.linspace(0, 1, 12, dtype="float32").reshape(3, 4)
+    a, b = metrics.ScoreHasher(), metrics.ScoreHasher()
+    a.update(scores)
+    flipped = scores.copy()
+    flipped.view("uint32")[1, 2] ^= 1
+    b.update(flipped)
+    assert a.hexdigest() != b.hexdigest()
+
+
+class CountsOnly:
+    """The parts of a task's data the trivial baseline reads."""
+
+    def __init__(self, kind, counts, truth, excluded=()):
+        self.kind, self.counts, self.truth, self.excluded_targets = kind, np.array(counts), np.array(truth), excluded
+
+    def train_target_counts(self):
+        return self.counts
+
+    def test_inputs(self):
+        return None, self.truth
+
+
+def test_popularity_baseline_ranks_by_training_counts_without_reserved_ids():
+    # id 0 is reserved; by count the others rank 3 > 1 > 2 = 4 > 5 ... (ties in the item's favour)
+    data = CountsOnly("item", [99, 7, 5, 9, 5, 1, 0, 0], truth=[3, 2, 7], excluded=(0,))
+    got = metrics.trivial_baseline(data)
+    assert got == metrics.ranking_metrics([0, 2, 5])
+
+
+def test_majority_baseline_predicts_the_most_frequent_training_label():
+    data = CountsOnly("class", [3, 10, 2], truth=[1, 1, 0, 2])
+    assert metrics.trivial_baseline(data) == {"accuracy": 0.5}

@@ -1,0 +1,106 @@
+"""Stage scripts end to end on tiny synthetic data: outputs, ownership, chaining, zero forgetting."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate
+import pruning
+import stage
+from conftest import ROOT, TINY, TTL_SAMPLE, run_stage
+
+METRICS = ("MRR@5", "HR@5", "NDCG@5")
+
+
+def test_t1_stages_write_checkpoints_and_results(t1_run):
+    out, tp, ret = t1_run
+    for name, result in (("tp_t1", tp), ("ret_t1", ret)):
+        names = {p.name for p in (out / "Models" / name).iterdir()}
+        assert {"weights.npz", "ownership.npz", "config.json", "vocab.json", "manifest.json"} <= names
+        saved = json.loads((out / "Results" / f"{name}.json").read_text())
+        assert saved["stage"] == name and saved["task"] == 1
+        assert all(0.0 <= saved[m] <= 1.0 for m in METRICS)
+        assert saved["n_eval"] == 48 and not saved["eval_capped"]  # 20% of 240 users
+    assert not [p for p in (out / "Models").iterdir() if p.name.startswith(".")], "temporary folders left"
+
+
+def test_t1_owns_exactly_30_percent_of_every_kernel(t1_run):
+    owners, ratios = pruning.load(t1_run[0] / "Models" / "ret_t1")
+    assert ratios == [0.7] and len(owners) == 4
+    for owner in owners.values():
+        assert (owner == 1).sum() == math.floor(0.3 * owner.size)
+        assert set(np.unique(owner)) == {0, 1}
+
+
+def test_ret_t1_moves_only_t1_conv_weights(t1_run):
+    out = t1_run[0]
+    owners, _ = pruning.load(out / "Models" / "ret_t1")
+    with np.load(out / "Models" / "tp_t1" / "weights.npz") as tp, np.load(out / "Models" / "ret_t1" / "weights.npz") as ret:
+        for path in tp.files:
+            conv = path.rsplit("/", 1)[0]
+            if conv in owners:
+                np.testing.assert_array_equal(ret[path][owners[conv] != 1], tp[path][owners[conv] != 1])
+                assert (ret[path][owners[conv] == 1] != tp[path][owners[conv] == 1]).any()
+            elif not path.startswith("head_t1/"):
+                np.testing.assert_array_equal(ret[path], tp[path], err_msg=path)
+
+
+def test_evaluate_reproduces_the_retrain_scores_bit_for_bit(t1_run, synthetic_dir):
+    out, _, ret = t1_run
+    again = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, out)
+    assert again["scores_sha256"] == ret["scores_sha256"]
+    assert all(again[m] == ret[m] for m in METRICS)
+
+
+def test_ret_t1_without_tp_t1_fails_with_one_line(synthetic_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stage.main("ret_t1", {}, [f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}", "--verbose=0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "run conure_tp_t1.py first" in err
+    assert not (tmp_path / "Models" / "ret_t1").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochz=3"], "unknown hyperparameter"),
+    (["--epochs=-1"], "epochs=-1"),
+    (["--prune_ratio=1.5"], "prune_ratio=1.5"),
+    (["--epochs=three"], "not a valid int"),
+])
+def test_bad_hyperparameters_are_rejected_before_any_work(synthetic_dir, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        stage.main("tp_t1", {"epochs": 4, "prune_ratio": 0.7}, [f"--data_dir={synthetic_dir}",
+                                                                 f"--out_dir={tmp_path}", *argv])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "Models").exists()
+
+
+def test_chain_setting_that_disagrees_with_the_checkpoint_is_refused(t1_run, synthetic_dir):
+    with pytest.raises(stage.ConfigError, match="channels=32.*channels=16"):
+        run_stage("tp_t2", synthetic_dir, t1_run[0], "--channels=32")
+
+
+def test_short_run_on_the_real_ttl_sample(tmp_path):
+    if not TTL_SAMPLE.exists():
+        pytest.skip(f"{TTL_SAMPLE} is absent")
+    result = run_stage("tp_t1", TTL_SAMPLE, tmp_path, "--batch_size=256", "--eval_cap=300",
+                       "--num_sampled_ratio=0.02")
+    assert result["n_targets"] == 123_726 + 3 and result["n_train"] == 8000
+    assert result["n_eval"] == 300 and result["eval_capped"]
+
+
+def test_stage_scripts_run_unchanged_on_jax(synthetic_dir, tmp_path):
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    for script in ("conure_tp_t1.py", "conure_ret_t1.py"):
+        argv = [f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}", *TINY]
+        if script == "conure_ret_t1.py":
+            argv = [a for a in argv if not a.startswith(("--channels", "--dilations"))]
+        done = subprocess.run([sys.executable, script, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "Results" / "ret_t1.json").read_text())
+    assert result["backend"] == "jax" and 0.0 <= result["HR@5"] <= 1.0
