@@ -1,4 +1,5 @@
-"""Evaluate task K with the checkpoint of any stage at or after K's retrain.
+"""Evaluate task K with the checkpoint of any stage at or after K's retrain (or any baseline
+checkpoint that holds task K).
 
     python evaluate.py --task=1 --stage=ret_t4 [--data_dir=Data/Session --out_dir=Data --eval_cap=0]
 
@@ -16,29 +17,24 @@ import stage
 import tasks
 
 
-def stage_order(name):
-    """Position of a stage in the chain: tp_t1 < ret_t1 < tp_t2 < ..."""
-    phase, number = stage.parse_stage(name)
-    return 2 * number - (phase == "tp")
-
-
 def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=256):
     """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them."""
-    if stage_order(stage_name) < stage_order(f"ret_t{number}"):
-        raise stage.ConfigError(f"stage {stage_name} comes before T{number}'s retrain (ret_t{number}): "
+    phase, _ = stage.parse_stage(stage_name)
+    if stage_name == f"tp_t{number}":
+        raise stage.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
                                 f"use ret_t{number} or a later stage")
     directory = Path(out_dir) / "Models" / stage_name
     model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(stage_name))
+    entry = stage.chain_entry(manifest, number)
     config = {**manifest["config"], "data_dir": data_dir, "eval_cap": eval_cap,
               "eval_batch_size": eval_batch_size}
     prints = stage.fingerprints(config, number)
-    entry = manifest["tasks"][number - 1]
     if prints["t1_sha256"] != manifest["t1_sha256"] or prints["task_sha256"] != entry["sha256"]:
         raise checkpoint.CheckpointError(
             f"checkpoint {stage_name} was trained on other data than {data_dir}: pass the data_dir it used")
     data = stage.load_task_data(number, config, vocab)
     result = {"task": number, "task_name": entry["name"], "stage": stage_name,
-              **stage.evaluate(model, number, data, config, "infer")}
+              **stage.evaluate(model, number, data, config, stage.RULES[phase].eval_view)}
     checkpoint.write_json(result, Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json")
     return result
 

@@ -8,18 +8,22 @@ pick the weights the forward pass sees:
   "train"   stop_gradient(W * [0 < owner < k]) + W * [owner == 0]
   "retrain" stop_gradient(W * [0 < owner < k]) + W * [owner == k]
   "infer"   W * [0 < owner <= k]
+  "full"    W, ownership ignored (the baselines of SPEC section 9)
 Weights outside the trainable part get an exact zero gradient, so a fresh Adam never moves them.
+PeterRec's per-task "model patches" (small residual bottlenecks after every conv) live here too.
 """
 import keras
 from keras import ops
 
 import losses
 
-PHASES = ("train", "retrain", "infer")
+PHASES = ("train", "retrain", "infer", "full")
 
 
 def owned_kernel(kernel, owner, task, phase):
     """The kernel a task sees in a phase (see module docstring)."""
+    if phase == "full":
+        return kernel
     owner = ops.cast(owner, "int32")
     if phase == "infer":
         return kernel * ops.cast((owner > 0) & (owner <= task), kernel.dtype)
@@ -64,6 +68,26 @@ class MaskedCausalConv1D(keras.layers.Layer):
                 "kernel_size": self.kernel_size, "dilation": self.dilation}
 
 
+class ModelPatch(keras.layers.Layer):
+    """PeterRec's model patch: y + up(relu(down(y))), a bottleneck that starts as the identity."""
+
+    def __init__(self, bottleneck, **kwargs):
+        super().__init__(**kwargs)
+        self.bottleneck = bottleneck
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.down = self.add_weight(name="down", shape=(channels, self.bottleneck),
+                                    initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+        self.up = self.add_weight(name="up", shape=(self.bottleneck, channels), initializer="zeros")
+
+    def call(self, y):
+        return y + ops.matmul(ops.relu(ops.matmul(y, ops.cast(self.down, y.dtype))), ops.cast(self.up, y.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "bottleneck": self.bottleneck}
+
+
 class ResidualBlock(keras.layers.Layer):
     """Pre-LN NextItNet block: x + conv2(relu(LN(conv1(relu(LN(x)))))), dilations d and 2d."""
 
@@ -79,9 +103,15 @@ class ResidualBlock(keras.layers.Layer):
         for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
             layer.build(input_shape)
 
-    def call(self, x):
+    def call(self, x, patches=None):
+        """`patches`: PeterRec's (patch after conv1, patch after conv2), or None."""
         h = self.conv1(ops.relu(self.norm1(x)))
-        return x + self.conv2(ops.relu(self.norm2(h)))
+        if patches:
+            h = patches[0](h)
+        h = self.conv2(ops.relu(self.norm2(h)))
+        if patches:
+            h = patches[1](h)
+        return x + h
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels,
@@ -106,10 +136,11 @@ class NextItNet(keras.layers.Layer):
         for block in self.blocks:
             block.build((*input_shape, self.channels))
 
-    def call(self, tokens):
+    def call(self, tokens, patches=None):
+        """`patches`: one ModelPatch per conv (PeterRec), or None."""
         x = self.embedding(tokens)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, patches=patches[2 * i:2 * i + 2] if patches else None)
         return x
 
     @property
@@ -190,16 +221,24 @@ class ConureModel(keras.Model):
         super().__init__(**kwargs)
         self.backbone = NextItNet(vocab_size, channels, dilations, kernel_size, name="backbone")
         self.backbone.build((None, None))
-        self.heads = []
+        self.heads = {}  # task number (as str) -> head
+        self.patches = {}  # task number (as str) -> PeterRec patches, one per conv
 
-    def add_head(self, head):
+    def add_head(self, task, head):
         head.build((None, self.backbone.channels))
-        self.heads.append(head)
+        self.heads[str(task)] = head
 
     def head(self, task):
-        if not 1 <= task <= len(self.heads):
-            raise ValueError(f"task {task} has no head (model has {len(self.heads)})")
-        return self.heads[task - 1]
+        if str(task) not in self.heads:
+            raise ValueError(f"task {task} has no head (model has {sorted(self.heads)})")
+        return self.heads[str(task)]
+
+    def add_patches(self, task, bottleneck):
+        """PeterRec: a fresh model patch after every conv, used whenever `task` runs."""
+        patches = [ModelPatch(bottleneck, name=f"patch_t{task}_{i}") for i in range(len(self.backbone.convs))]
+        for patch in patches:
+            patch.build((None, None, self.backbone.channels))
+        self.patches[str(task)] = patches
 
     def _use(self, task, phase):
         if phase not in PHASES:
@@ -207,14 +246,18 @@ class ConureModel(keras.Model):
         for conv in self.backbone.convs:
             conv.task, conv.phase = task, phase
 
-    def set_trainable(self, task, train_shared):
-        """Trainable: the conv kernels, `task`'s head and, if train_shared, embedding and LayerNorms."""
+    def set_trainable(self, task, shared=False, convs=True, patches=False):
+        """Trainable: `task`'s head, plus the conv kernels, embedding and LayerNorms (`shared`) and
+        `task`'s model patches as asked. Every other head and patch is frozen."""
         for layer in self.backbone.shared_layers:
-            layer.trainable = train_shared
+            layer.trainable = shared
         for conv in self.backbone.convs:
-            conv.trainable = True
-        for number, head in enumerate(self.heads, start=1):
-            head.trainable = number == task
+            conv.trainable = convs
+        for number, layers in self.patches.items():
+            for patch in layers:
+                patch.trainable = patches and number == str(task)
+        for number, head in self.heads.items():
+            head.trainable = number == str(task)
 
     def call(self, tokens):
         return self.backbone(tokens)
@@ -222,7 +265,7 @@ class ConureModel(keras.Model):
     def task_loss(self, batch, task, phase):
         """Training loss of `task` on a batch, with the conv weights of `phase`."""
         self._use(task, phase)
-        hidden = self.backbone(batch["tokens"])
+        hidden = self.backbone(batch["tokens"], patches=self.patches.get(str(task)))
         head = self.head(task)
         if task == 1:
             return losses.next_item_loss(hidden, batch, head.weight, head.bias)
@@ -232,5 +275,5 @@ class ConureModel(keras.Model):
     def task_scores(self, tokens, task, phase="infer"):
         """Scores of every target of `task` at the last position: [B, n_targets]."""
         self._use(task, phase)
-        user = self.backbone(tokens)[:, -1, :]
+        user = self.backbone(tokens, patches=self.patches.get(str(task)))[:, -1, :]
         return self.head(task)(user)

@@ -1,15 +1,21 @@
 """Stage runner: what every `conure_<tp|ret>_t<k>.py` script does after its hyperparameter block.
 
-A stage is "tp_tK" (train task K on the free weights, then prune: task K takes its share) or
-"ret_tK" (retrain task K's own weights only). tp_t1 starts from scratch; every other stage starts
+A Conure stage is "tp_tK" (train task K on the free weights, then prune: task K takes its share)
+or "ret_tK" (retrain task K's own weights only). tp_t1 starts from scratch; every other stage starts
 from the checkpoint of the stage before it: tp_tK from ret_t(K-1), ret_tK from tp_tK.
 
-    python stage.py tp_t7 --epochs=5     # any stage, for tasks that have no script of their own
+The baselines of SPEC section 9 are stages too, named <method>_tK (see RULES): sinmo_tK trains a
+fresh model on task K alone; sinmoall_tK fine-tunes everything, starting from sinmoall_t(K-1)
+(sinmo_t1 for K = 2); finall_tK, finesmax_tK and peterrec_tK start from sinmo_t1.
+
+    python stage.py tp_t7 --epochs=5      # any stage, for tasks that have no script of their own
+    python stage.py finall_t2 --epochs=45
 """
 import ast
 import sys
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,7 @@ DEFAULTS = {
     "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
     "l2": 0.02,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale)
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
+    "bottleneck": 16,               # PeterRec: width of each model patch
     "eval_every": 1,                # epochs between held-out evaluations (0: only at the end)
     "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
     "eval_batch_size": 256,
@@ -61,24 +68,54 @@ class ConfigError(ValueError):
 
 # ----------------------------------------------------------------------------- configuration
 
+@dataclass(frozen=True)
+class Rule:
+    """How a kind of stage trains task K. Views are the conv-kernel views of nextitnet.py."""
+    train_view: str
+    eval_view: str
+    shared: bool        # embedding and LayerNorms train (Conure: only in tp_t1)
+    convs: bool         # conv kernels train (through the view)
+    patches: bool = False
+    prune: bool = False
+    first_task: int = 1
+
+
+RULES = {
+    "tp": Rule("train", "infer", shared=False, convs=True, prune=True),
+    "ret": Rule("retrain", "infer", shared=False, convs=True),
+    "sinmo": Rule("full", "full", shared=True, convs=True),
+    "sinmoall": Rule("full", "full", shared=True, convs=True, first_task=2),
+    "finall": Rule("full", "full", shared=True, convs=True, first_task=2),
+    "finesmax": Rule("full", "full", shared=False, convs=False, first_task=2),
+    "peterrec": Rule("full", "full", shared=False, convs=False, patches=True, first_task=2),
+}
+
+
 def parse_stage(name):
     """'tp_t3' -> ('tp', 3)."""
     phase, _, number = name.partition("_t")
-    if phase not in ("tp", "ret") or not number.isdigit():
-        raise ConfigError(f"stage {name!r}: expected tp_tK or ret_tK")
+    if phase not in RULES or not number.isdigit():
+        raise ConfigError(f"stage {name!r}: expected <kind>_tK with kind one of {', '.join(RULES)}")
     number = int(number)
     try:
         tasks.task(number)
     except KeyError as e:
         raise ConfigError(f"stage {name!r}: {e.args[0]}")
+    if number < RULES[phase].first_task:
+        raise ConfigError(f"stage {name!r}: {phase} starts at T{RULES[phase].first_task} (its T1 is sinmo_t1)")
     return phase, number
 
 
 def previous_stage(name):
+    """The stage whose checkpoint `name` starts from, or None for a fresh model."""
     phase, number = parse_stage(name)
+    if phase == "tp":
+        return f"ret_t{number - 1}" if number > 1 else None
     if phase == "ret":
         return f"tp_t{number}"
-    return f"ret_t{number - 1}" if number > 1 else None
+    if phase == "sinmoall" and number > 2:
+        return f"sinmoall_t{number - 1}"
+    return None if phase == "sinmo" else "sinmo_t1"
 
 
 def script_for(name):
@@ -196,12 +233,19 @@ def new_head(number, n_targets, l2):
     return TargetHead(n_targets, tasks.task(number).kind, l2, name=f"head_t{number}")
 
 
-def build_model(vocab_size, config, heads=()):
-    """A freshly initialised model (seeded) with heads for `heads` = [(task, n_targets, l2), ...]."""
+def add_task(model, entry):
+    """Head (and PeterRec patches) of a chain entry, freshly initialised."""
+    model.add_head(entry["task"], new_head(entry["task"], entry["n_targets"], entry["l2"]))
+    if entry.get("patches"):
+        model.add_patches(entry["task"], entry["patches"])
+
+
+def build_model(vocab_size, config, chain=()):
+    """A freshly initialised (seeded) model with the heads and patches of `chain`'s entries."""
     keras.utils.set_random_seed(config["seed"])
     model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
-    for number, n_targets, l2 in heads:
-        model.add_head(new_head(number, n_targets, l2))
+    for entry in chain:
+        add_task(model, entry)
     return model
 
 
@@ -213,11 +257,18 @@ def restore(directory, run_first):
     chain = manifest["tasks"]
     targets = {e["task"]: data_loader.TargetVocab.load(directory / f"targets_t{e['task']}.json")
                for e in chain if e["task"] > 1}
-    model = build_model(vocab.size, manifest["config"], [(e["task"], e["n_targets"], e["l2"]) for e in chain])
+    model = build_model(vocab.size, manifest["config"], chain)
     checkpoint.load_weights(directory / "weights.npz", weight_variables(model))
     owners, prune_ratios = pruning.load(directory)
     set_owners(model, owners)
     return model, manifest, vocab, targets, prune_ratios
+
+
+def chain_entry(manifest, number):
+    for entry in manifest["tasks"]:
+        if entry["task"] == number:
+            return entry
+    raise checkpoint.CheckpointError(f"checkpoint {manifest['stage']} holds no T{number}")
 
 
 def owners_of(model):
@@ -281,9 +332,10 @@ def format_metrics(result):
 
 def train(model, number, phase, data, config, log):
     """The stage's training loop: a fresh Adam, `epochs` passes over the training split."""
-    train_phase = "train" if phase == "tp" else "retrain"
-    model.set_trainable(number, train_shared=(number == 1 and phase == "tp"))
-    step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, train_phase),
+    rule = RULES[phase]
+    model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
+                        patches=rule.patches)
+    step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, rule.train_view),
                              model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]))
     history, evals = [], []
     for epoch in range(config["epochs"]):
@@ -298,7 +350,7 @@ def train(model, number, phase, data, config, log):
         history.append(total / max(len(batches), 1))
         line = f"epoch {epoch + 1}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
         if config["eval_every"] and (epoch + 1) % config["eval_every"] == 0 and epoch + 1 < config["epochs"]:
-            result = evaluate(model, number, data, config, "infer" if phase == "ret" else "train")
+            result = evaluate(model, number, data, config, rule.train_view if rule.prune else rule.eval_view)
             evals.append({"epoch": epoch + 1, **{k: v for k, v in result.items() if isinstance(v, float)}})
             line += "  " + format_metrics(result)
         log(line)
@@ -311,7 +363,7 @@ def run_stage(stage_name, config, explicit=()):
     """Run one stage end to end; returns the results dict it also writes to Results/<stage>.json."""
     started = time.time()
     phase, number = parse_stage(stage_name)
-    task = tasks.task(number)
+    rule, task = RULES[phase], tasks.task(number)
     out_dir = Path(config["out_dir"])
     log = print if config["verbose"] else (lambda *a: None)
     trainer.make_deterministic()
@@ -327,7 +379,10 @@ def run_stage(stage_name, config, explicit=()):
     if previous:
         check_previous(previous, stage_name, number, prints)
 
+    if vocab is None and number > 1:  # a fresh model for a later task (SinMo) still reads T1's vocabulary
+        vocab = data_loader.read_t1(task_file(config, 1)).vocab
     data = load_task_data(number, config, vocab)
+    vocab = vocab or data.vocab
     if number > 1:
         log(f"{task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary (mapped to <unk>)")
         if phase == "ret" and targets[number].tokens != data.targets.tokens:
@@ -337,20 +392,26 @@ def run_stage(stage_name, config, explicit=()):
         targets[number] = data.targets
     log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
         f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
-    if number == 1 and phase == "tp":
-        vocab = data.vocab
-        model = build_model(vocab.size, config, [(1, vocab.size, config["l2"])])
-    elif phase == "tp":
-        keras.utils.set_random_seed(config["seed"])
-        model.add_head(new_head(number, data.n_targets, config["l2"]))
+
+    chain = list(previous["tasks"]) if previous else []
+    if phase != "ret":
+        chain.append({"task": number, "name": task.name, "kind": task.kind, "file": task.file,
+                      "sha256": prints["task_sha256"], "n_targets": data.n_targets, "l2": config["l2"],
+                      "prune_ratio": config["prune_ratio"] if rule.prune else None,
+                      "patches": config["bottleneck"] if rule.patches else 0})
+        if previous:
+            keras.utils.set_random_seed(config["seed"])
+            add_task(model, chain[-1])
+        else:
+            model = build_model(vocab.size, config, chain)
 
     train_started = time.time()
     history, evals = train(model, number, phase, data, config, log)
     train_seconds = time.time() - train_started
 
     results = {"stage": stage_name, "task": number, "task_name": task.name, "kind": task.kind}
-    if phase == "tp":
-        before = evaluate(model, number, data, config, "train")
+    if rule.prune:
+        before = evaluate(model, number, data, config, rule.train_view)
         log("before pruning: " + format_metrics(before))
         prune_ratios = prune_ratios + [config["prune_ratio"]]
         kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
@@ -360,15 +421,10 @@ def run_stage(stage_name, config, explicit=()):
         set_owners(model, owners)
         log(pruning.report(owners, prune_ratios))
         results["before_prune"] = before
-    final = evaluate(model, number, data, config, "infer")
+    final = evaluate(model, number, data, config, rule.eval_view)
     log(f"{stage_name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
         + format_metrics(final))
 
-    chain = list(previous["tasks"]) if previous else []
-    if phase == "tp":
-        chain.append({"task": number, "name": task.name, "kind": task.kind, "file": task.file,
-                      "sha256": prints["task_sha256"], "n_targets": data.n_targets, "l2": config["l2"],
-                      "prune_ratio": config["prune_ratio"]})
     manifest = {"stage": stage_name, "task": number, "phase": phase, "t1_sha256": prints["t1_sha256"],
                 "tasks": chain, "config": config, "backend": trainer.backend()}
 
@@ -401,7 +457,7 @@ def check_previous(previous, stage_name, number, prints):
             raise checkpoint.CheckpointError(
                 f"checkpoint {name} has T{entry['task']} = {entry['name']}, tasks.py says "
                 f"{tasks.task(entry['task']).name}: run {script_for('tp_t' + str(entry['task']))} first")
-    if stage_name.startswith("ret") and previous["tasks"][number - 1]["sha256"] != prints["task_sha256"]:
+    if stage_name.startswith("ret") and chain_entry(previous, number)["sha256"] != prints["task_sha256"]:
         raise checkpoint.CheckpointError(
             f"checkpoint {name} was trained on another {tasks.task(number).file}: run {script_for(name)} first")
 

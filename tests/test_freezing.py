@@ -16,8 +16,8 @@ def model():
     """Two tasks; T1 owns 30% and T2 21% of every kernel, the rest is free."""
     keras.utils.set_random_seed(0)
     m = ConureModel(VOCAB, CHANNELS, (1, 2), 3)
-    m.add_head(NextItemHead(VOCAB, name="head_t1"))
-    m.add_head(TargetHead(TARGETS, "item", l2=0.02, name="head_t2"))
+    m.add_head(1, NextItemHead(VOCAB, name="head_t1"))
+    m.add_head(2, TargetHead(TARGETS, "item", l2=0.02, name="head_t2"))
     for conv in m.backbone.convs:
         kernel = ops.convert_to_numpy(conv.kernel)
         owner = pruning.prune(kernel, np.zeros(kernel.shape, "int8"), 1, [0.7, 0.7])
@@ -36,7 +36,7 @@ def snapshot(model):
 
 
 def train_steps(model, task, phase, train_shared=False, n=3):
-    model.set_trainable(task, train_shared)
+    model.set_trainable(task, shared=train_shared)
     step = trainer.TrainStep(lambda b: model.task_loss(b, task, phase), model.trainable_variables,
                              model.variables, trainer.adam(1e-2))
     rng = np.random.default_rng(0)

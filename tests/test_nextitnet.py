@@ -23,7 +23,7 @@ def numpy_causal_conv(x, kernel, dilation):
 def model():
     keras.utils.set_random_seed(0)
     m = ConureModel(vocab_size=30, channels=8, dilations=(1, 4), kernel_size=3)
-    m.add_head(NextItemHead(30))
+    m.add_head(1, NextItemHead(30))
     return m
 
 
