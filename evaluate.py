@@ -17,8 +17,10 @@ import stage
 import tasks
 
 
-def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=256):
-    """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them."""
+def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=256,
+                  data=None):
+    """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them.
+    `data`: the task's split data, if the caller already loaded it with this chain's vocabulary."""
     phase, _ = stage.parse_stage(stage_name)
     if stage_name == f"tp_t{number}":
         raise stage.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
@@ -32,7 +34,7 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     if prints["t1_sha256"] != manifest["t1_sha256"] or prints["task_sha256"] != entry["sha256"]:
         raise checkpoint.CheckpointError(
             f"checkpoint {stage_name} was trained on other data than {data_dir}: pass the data_dir it used")
-    data = stage.load_task_data(number, config, vocab)
+    data = data or stage.load_task_data(number, config, vocab)
     result = {"task": number, "task_name": entry["name"], "stage": stage_name,
               **stage.evaluate(model, number, data, config, stage.RULES[phase].eval_view)}
     checkpoint.write_json(result, Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json")

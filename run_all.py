@@ -1,0 +1,251 @@
+"""The whole pipeline in one command: every stage of T1..T6, a re-evaluation of every finished task
+after every later stage, and a summary: Results/summary.md, summary.csv and forgetting.png.
+
+    python run_all.py                                    # synthetic data (made if Data/Session has none)
+    python run_all.py --data_dir=../shared/datasets/ttl-sample --tasks=1-4 --out_dir=/tmp/r
+    python run_all.py --preset=paper                     # the stage scripts' own (release) settings
+    python run_all.py --method=sinmoall                  # a baseline of SPEC section 9 instead of Conure
+
+Presets: "quick" (default) is sized to finish T1..T6 on the synthetic data in about 10 minutes on
+2 CPU cores (see QUICK); "paper" runs every stage with its script's hyperparameter block. A baseline
+trains each task for the epochs of Conure's tp and ret stages together, from the same blocks.
+Outputs of a baseline carry its name: Results/summary_<method>.md and so on.
+"""
+import argparse
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import checkpoint
+import data_loader
+import evaluate
+import metrics
+import prepare_data
+import stage
+import tasks
+
+ROOT = Path(__file__).resolve().parent
+METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec")
+
+# The quick preset: a smaller backbone and fewer, faster epochs than the release.
+QUICK_ARCHITECTURE = {"channels": 64, "dilations": [1, 4, 1, 4]}
+QUICK = {
+    "t1": {"epochs": 6, "eval_every": 0},
+    "later": {"epochs": 6, "batch_size": 128, "learning_rate": 1e-3, "eval_every": 0},
+}
+
+
+def parse_tasks(text):
+    """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
+    try:
+        if "-" in text:
+            first, last = (int(x) for x in text.split("-"))
+            numbers = list(range(first, last + 1))
+        else:
+            numbers = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise stage.ConfigError(f"--tasks={text}: expected a range like 1-4 or a list like 1,2,3")
+    if numbers != list(range(1, len(numbers) + 1)) or len(numbers) > len(tasks.TASKS):
+        raise stage.ConfigError(f"--tasks={text}: tasks must run 1, 2, ... up to {len(tasks.TASKS)} without gaps")
+    return numbers
+
+
+def stage_names(method, numbers):
+    if method == "conure":
+        return [f"{phase}_t{k}" for k in numbers for phase in ("tp", "ret")]
+    first = "sinmo_t1"
+    return [first] + [f"{method}_t{k}" for k in numbers if k > 1]
+
+
+def script_block(name):
+    script = ROOT / f"conure_{name}.py"
+    return stage.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
+
+
+def stage_block(name):
+    """The hyperparameters a stage runs with before presets: its script's block; a baseline takes
+    the tp script's block with the epochs of tp and ret together."""
+    phase, number = stage.parse_stage(name)
+    if phase in ("tp", "ret"):
+        return script_block(name)
+    block = script_block(f"tp_t{number}")
+    block["epochs"] = block.get("epochs", stage.DEFAULTS["epochs"]) + script_block(f"ret_t{number}").get("epochs", 0)
+    return block
+
+
+def preset_overrides(name, preset):
+    if preset == "paper":
+        return {}
+    phase, number = stage.parse_stage(name)
+    overrides = dict(QUICK["t1" if number == 1 else "later"])
+    if phase != "ret" and stage.previous_stage(name) is None:
+        overrides.update(QUICK_ARCHITECTURE)
+    if phase not in ("tp", "ret"):
+        overrides["epochs"] *= 2
+    return overrides
+
+
+def stage_config(name, args):
+    overrides = {**preset_overrides(name, args.preset), "data_dir": args.data_dir, "out_dir": args.out_dir,
+                 "seed": args.seed, "verbose": args.verbose}
+    return {**stage.DEFAULTS, **stage_block(name), **overrides}, set(overrides) - {"data_dir", "out_dir"}
+
+
+def ensure_data(args, numbers):
+    """Make the synthetic data if the default folder has none; otherwise every task file must exist."""
+    data_dir = Path(args.data_dir)
+    missing = [tasks.task(k).file for k in numbers if not (data_dir / tasks.task(k).file).exists()]
+    if missing and args.data_dir == stage.DEFAULTS["data_dir"] and not any(data_dir.glob("*.csv")):
+        print(f"{data_dir} has no TTL files: writing the synthetic data set there")
+        for line in prepare_data.write_synthetic(data_dir):
+            print("  " + line)
+    elif missing:
+        raise data_loader.DataError(data_dir / missing[0], "file not found (pick tasks with --tasks, e.g. 1-4)")
+
+
+def evaluated_tasks(method, name, finished):
+    """(task, stage whose own results hold it) pairs to score with checkpoint `name`."""
+    phase, number = stage.parse_stage(name)
+    if method in ("conure", "sinmoall"):
+        return [k for k in finished if k <= number]
+    return [number] if number in finished else []
+
+
+def run(args):
+    numbers = parse_tasks(args.tasks)
+    if args.method not in METHODS:
+        raise stage.ConfigError(f"--method={args.method}: choose one of {', '.join(METHODS)}")
+    ensure_data(args, numbers)
+    out_dir = Path(args.out_dir)
+    names = stage_names(args.method, numbers)
+    task_data = TaskDataCache(args.data_dir, out_dir / "Models" / names[0])
+    rows, stage_seconds, finished = [], {}, {}
+    started = time.time()
+    for name in names:
+        phase, number = stage.parse_stage(name)
+        print(f"\n=== {name} ===")
+        config, explicit = stage_config(name, args)
+        result = stage.run_stage(name, config, explicit)
+        stage_seconds[name] = result["wall_seconds"]
+        if phase != "tp":
+            finished[number] = name
+        for k in evaluated_tasks(args.method, name, finished):
+            if k == number and phase != "tp":
+                scored = result
+            else:
+                scored = evaluate.evaluate_task(k, name, args.data_dir, args.out_dir, data=task_data[k])
+            rows.append(summary_row(args.method, k, name, scored))
+    baselines = {k: metrics.trivial_baseline(task_data[k]) for k in numbers}
+    write_summary(out_dir, args, rows, baselines, stage_seconds, time.time() - started)
+
+
+class TaskDataCache:
+    """Split data of each task, parsed once with the vocabulary and split of the chain's first stage."""
+
+    def __init__(self, data_dir, first_checkpoint):
+        self.data_dir, self.first_checkpoint, self.loaded = data_dir, Path(first_checkpoint), {}
+
+    def __getitem__(self, number):
+        if number not in self.loaded:
+            config = checkpoint.read_json(self.first_checkpoint / "config.json")
+            vocab = data_loader.Vocab.load(self.first_checkpoint / "vocab.json")
+            self.loaded[number] = stage.load_task_data(number, {**config, "data_dir": self.data_dir}, vocab)
+        return self.loaded[number]
+
+
+def main_metric(number):
+    return "accuracy" if tasks.task(number).kind == "class" else "HR@5"
+
+
+def summary_row(method, number, name, result):
+    keep = ("MRR@5", "HR@5", "NDCG@5", "accuracy", "pairwise_accuracy", "n_eval", "scores_sha256")
+    return {"method": method, "task": number, "task_name": tasks.task(number).name, "stage": name,
+            **{k: result[k] for k in keep if k in result}}
+
+
+def suffix(method):
+    return "" if method == "conure" else f"_{method}"
+
+
+def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
+    import pandas as pd
+
+    results = out_dir / "Results"
+    table = pd.DataFrame(rows)
+    table.to_csv(results / f"summary{suffix(args.method)}.csv", index=False)
+    stages = list(dict.fromkeys(table["stage"]))
+    numbers = sorted(set(table["task"]))
+    matrix = np.full((len(numbers), len(stages)), np.nan)
+    for row in rows:
+        matrix[numbers.index(row["task"]), stages.index(row["stage"])] = row[main_metric(row["task"])]
+    lines = [f"# {args.method} on {args.data_dir}", "",
+             f"Command: `python run_all.py --method={args.method} --data_dir={args.data_dir} --out_dir={args.out_dir} "
+             f"--tasks={args.tasks} --preset={args.preset} --seed={args.seed}`  ",
+             f"Wall time {wall / 60:.1f} min on backend {stage.trainer.backend()}. Every number below is on the whole "
+             f"held-out split.", "",
+             "## Main metric after each stage (HR@5 for item tasks, accuracy for classification)", "",
+             "| task | " + " | ".join(stages) + " | scores unchanged since the task finished |",
+             "|---|" + "---|" * len(stages) + "---|"]
+    for i, k in enumerate(numbers):
+        hashes = list(table[table["task"] == k]["scores_sha256"])
+        same = "yes, bit-identical" if len(set(hashes)) == 1 else f"no: {len(set(hashes))} different score hashes"
+        cells = ["" if np.isnan(v) else f"{v:.4f}" for v in matrix[i]]
+        lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells) + f" | {same} ({len(hashes)} evaluations) |")
+    lines += ["", "## After the last stage, against the trivial baseline", "",
+              "Trivial baseline: items ranked by training popularity, or the majority training label.", "",
+              "| task | metric | model | trivial | margin |", "|---|---|---|---|---|"]
+    for k in numbers:
+        last = [r for r in rows if r["task"] == k][-1]
+        for metric in (("accuracy",) if tasks.task(k).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")):
+            lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {last[metric]:.4f} | {baselines[k][metric]:.4f} | "
+                         f"{last[metric] - baselines[k][metric]:+.4f} |")
+    lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in stage_seconds.items()]
+    (results / f"summary{suffix(args.method)}.md").write_text("\n".join(lines) + "\n")
+    plot_matrix(matrix, numbers, stages, results / f"forgetting{suffix(args.method)}.png", args.method)
+    print("\n" + "\n".join(lines))
+
+
+def plot_matrix(matrix, numbers, stages, path, method):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.1 * len(stages) + 2.5, 0.6 * len(numbers) + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(stages)), stages, rotation=45, ha="right")
+    ax.set_yticks(range(len(numbers)), [f"T{k} {tasks.task(k).name} ({main_metric(k)})" for k in numbers])
+    for (i, j), value in np.ndenumerate(matrix):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if value < np.nanmean(matrix) else "black")
+    ax.set_title(f"{method}: each task's held-out metric after every later stage")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
+    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
+    parser.add_argument("--tasks", default=f"1-{len(tasks.TASKS)}", help="e.g. 1-4 (the TTL sample has T1-T4)")
+    parser.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    parser.add_argument("--method", default="conure", help="one of " + ", ".join(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Later tasks: chaining, zero forgetting proven bit for bit, its absence without ownership, run_all."""
+import json
+import shutil
+
+import pytest
+
+import checkpoint
+import evaluate
+import prepare_data
+import run_all
+from conftest import run_stage
+
+
+@pytest.fixture(scope="module")
+def conure_chain(t1_run, synthetic_dir, tmp_path_factory):
+    """T1 (from t1_run), then T2 and T3 with Conure: {stage: results}."""
+    out = tmp_path_factory.mktemp("chain")
+    shutil.copytree(t1_run[0], out, dirs_exist_ok=True)
+    results = {"ret_t1": t1_run[2]}
+    for name in ("tp_t2", "ret_t2", "tp_t3", "ret_t3"):
+        results[name] = run_stage(name, synthetic_dir, out)
+    return out, results
+
+
+def test_earlier_tasks_score_bit_identically_after_two_later_tasks(conure_chain, synthetic_dir):
+    out, results = conure_chain
+    for task, own in ((1, "ret_t1"), (2, "ret_t2")):
+        later = evaluate.evaluate_task(task, "ret_t3", synthetic_dir, out)
+        assert later["scores_sha256"] == results[own]["scores_sha256"]
+
+
+def test_plain_fine_tuning_changes_earlier_task_scores(synthetic_dir, tmp_path):
+    # SinMoAll: the same tasks in turn with every weight trainable and no ownership
+    own = {1: run_stage("sinmo_t1", synthetic_dir, tmp_path, "--channels=16", "--dilations=[1,2]"),
+           2: run_stage("sinmoall_t2", synthetic_dir, tmp_path)}
+    run_stage("sinmoall_t3", synthetic_dir, tmp_path)
+    for task in (1, 2):
+        later = evaluate.evaluate_task(task, "sinmoall_t3", synthetic_dir, tmp_path)
+        assert later["scores_sha256"] != own[task]["scores_sha256"]
+
+
+def test_ownership_accumulates_the_release_shares(conure_chain):
+    import pruning
+
+    owners, ratios = pruning.load(conure_chain[0] / "Models" / "ret_t3")
+    assert ratios == [0.7, 0.7, 0.7]
+    for owner in owners.values():
+        for task in (1, 2, 3):
+            assert (owner == task).sum() == pruning.keep_count(ratios, task, owner.size)
+
+
+def test_stage_on_other_data_than_its_checkpoint_is_refused(conure_chain, tmp_path):
+    other = tmp_path / "other"
+    prepare_data.write_synthetic(other, users=240, items=60, seed=1)
+    with pytest.raises(checkpoint.CheckpointError, match="another T1 file: run conure_tp_t1.py first"):
+        run_stage("tp_t4", other, conure_chain[0])
+
+
+def test_unknown_source_tokens_are_counted(t1_run, synthetic_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    clicks = data / "original_desen_finetune_click_nouserID.csv"
+    lines = clicks.read_text().splitlines()
+    lines[0] = "never-seen," + lines[0].split(",", 1)[1]
+    clicks.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    shutil.copytree(t1_run[0], out)
+    assert run_stage("tp_t2", data, out)["unknown_source_tokens"] == 1
+
+
+def test_run_all_writes_the_summary_with_bit_identical_rows(synthetic_dir, tmp_path):
+    run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}", "--tasks=1-2", "--verbose=0"])
+    results = tmp_path / "Results"
+    summary = (results / "summary.md").read_text()
+    assert "| T1 next_item |" in summary and summary.count("yes, bit-identical") == 2
+    assert (results / "forgetting.png").stat().st_size > 1000
+    rows = (results / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("method,task,task_name,stage") and len(rows) == 1 + 3 + 1  # T1 x 3 stages, T2 x 1
+    assert json.loads((results / "ret_t2.json").read_text())["stage"] == "ret_t2"
+
+
+def test_run_all_rejects_a_task_range_with_gaps():
+    with pytest.raises(SystemExit):
+        run_all.main(["--tasks=1,3"])
