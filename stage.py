@@ -12,6 +12,9 @@ fresh model on task K alone; sinmoall_tK fine-tunes everything, starting from si
     python stage.py finall_t2 --epochs=45
 """
 import ast
+import hashlib
+import json
+import shutil
 import sys
 import time
 import weakref
@@ -50,6 +53,7 @@ DEFAULTS = {
     "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
     "eval_batch_size": 256,
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
+    "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
     "channels": None,
     "dilations": None,
@@ -167,7 +171,7 @@ def validate(config):
         if not ok:
             raise ConfigError(message)
 
-    for key in ("epochs", "eval_every", "eval_cap"):
+    for key in ("epochs", "eval_every", "eval_cap", "save_every"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
         need(isinstance(config[key], int) and config[key] > 0, f"{key}={config[key]!r}: must be an integer > 0")
@@ -330,23 +334,69 @@ def format_metrics(result):
     return "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
 
 
-def train(model, number, phase, data, config, log):
-    """The stage's training loop: a fresh Adam, `epochs` passes over the training split."""
+class Snapshots:
+    """Periodic snapshots of a running stage (every variable, the optimizer, the position in the
+    data), so a stage killed at any point continues where it was when started again with the same
+    command. Data order and negatives are functions of (seed, epoch, step): the position is enough."""
+
+    def __init__(self, directory, fingerprint):
+        self.directory, self.fingerprint = Path(directory), fingerprint
+
+    def restore(self, variables, optimizer, log):
+        """The saved position, after loading the saved state into variables and optimizer; None if
+        there is no snapshot of this very run."""
+        try:
+            manifest = checkpoint.read_manifest(self.directory, "the stage")
+        except checkpoint.CheckpointError:
+            return None
+        if manifest.get("fingerprint") != self.fingerprint:
+            log(f"{self.directory}: snapshot of another command or data; starting from the beginning")
+            return None
+        checkpoint.load_weights(self.directory / "variables.npz", variables)
+        with np.load(self.directory / "optimizer.npz") as saved:
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(saved[f"{i:05d}"])
+        position = manifest["position"]
+        log(f"resuming from epoch {position['epoch'] + 1}, step {position['step']}")
+        return position
+
+    def save(self, variables, optimizer, position):
+        def write_files(directory):
+            checkpoint.save_weights(directory / "variables.npz", variables)
+            np.savez(directory / "optimizer.npz",
+                     **{f"{i:05d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
+
+        checkpoint.write(self.directory, write_files, {"fingerprint": self.fingerprint, "position": position})
+
+    def clear(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def train(model, number, phase, data, config, log, snapshots):
+    """The stage's training loop: a fresh Adam, `epochs` passes over the training split, a snapshot
+    every `save_every` steps and after every epoch."""
     rule = RULES[phase]
     model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
                         patches=rule.patches)
     step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, rule.train_view),
                              model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]))
-    history, evals = [], []
-    for epoch in range(config["epochs"]):
+    at = snapshots.restore(model.variables, step.optimizer, log) or {
+        "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": []}
+    history, evals = at["history"], at["evals"]
+    for epoch in range(at["epoch"], config["epochs"]):
         batches = data.train_batches(config, epoch)
+        first = at["step"] if epoch == at["epoch"] else 0
+        total = at["epoch_loss"] if epoch == at["epoch"] else 0.0
         bar = keras.utils.Progbar(len(batches), verbose=int(bool(config["verbose"]) and sys.stdout.isatty()),
                                   unit_name="step")
-        started, total = time.time(), 0.0
-        for i, batch in enumerate(batches):
+        started = time.time()
+        for i, batch in enumerate(batches.from_step(first), start=first):
             loss = step(batch)
             total += loss
             bar.update(i + 1, [("loss", loss)])
+            if config["save_every"] and (i + 1) % config["save_every"] == 0 and i + 1 < len(batches):
+                snapshots.save(model.variables, step.optimizer, {
+                    "epoch": epoch, "step": i + 1, "epoch_loss": total, "history": history, "evals": evals})
         history.append(total / max(len(batches), 1))
         line = f"epoch {epoch + 1}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
         if config["eval_every"] and (epoch + 1) % config["eval_every"] == 0 and epoch + 1 < config["epochs"]:
@@ -354,7 +404,18 @@ def train(model, number, phase, data, config, log):
             evals.append({"epoch": epoch + 1, **{k: v for k, v in result.items() if isinstance(v, float)}})
             line += "  " + format_metrics(result)
         log(line)
+        if epoch + 1 < config["epochs"]:
+            snapshots.save(model.variables, step.optimizer, {
+                "epoch": epoch + 1, "step": 0, "epoch_loss": 0.0, "history": history, "evals": evals})
     return history, evals
+
+
+def run_fingerprint(stage_name, config, prints, previous):
+    """What a snapshot must match to be resumed: stage, settings that change training, data, start."""
+    cosmetic = {"verbose", "eval_every", "eval_cap", "eval_batch_size", "save_every"}
+    settings = {k: v for k, v in config.items() if k not in cosmetic}
+    start = previous["files"] if previous else None
+    return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -406,7 +467,9 @@ def run_stage(stage_name, config, explicit=()):
             model = build_model(vocab.size, config, chain)
 
     train_started = time.time()
-    history, evals = train(model, number, phase, data, config, log)
+    snapshots = Snapshots(out_dir / "Models" / f".{stage_name}.resume",
+                          run_fingerprint(stage_name, config, prints, previous))
+    history, evals = train(model, number, phase, data, config, log, snapshots)
     train_seconds = time.time() - train_started
 
     results = {"stage": stage_name, "task": number, "task_name": task.name, "kind": task.kind}
@@ -437,13 +500,16 @@ def run_stage(stage_name, config, explicit=()):
         checkpoint.write_json(config, directory / "config.json")
 
     checkpoint.write(out_dir / "Models" / stage_name, write_files, manifest)
+    snapshots.clear()
     results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
                     "unknown_source_tokens": data.n_unknown, "loss_history": history, "evals": evals,
-                    "train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1),
                     "backend": trainer.backend(), "config": config})
+    # Results/<stage>.json is reproducible bit for bit; wall times go next to it.
     checkpoint.write_json(results, out_dir / "Results" / f"{stage_name}.json")
+    timing = {"train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1)}
+    checkpoint.write_json(timing, out_dir / "Results" / f"{stage_name}.timing.json")
     log(f"wrote {out_dir / 'Models' / stage_name} and {out_dir / 'Results' / (stage_name + '.json')}")
-    return results
+    return {**results, **timing}
 
 
 def check_previous(previous, stage_name, number, prints):
