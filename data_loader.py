@@ -269,6 +269,16 @@ def _token_count_check(counts: np.ndarray, expected: int, what: str) -> _Check:
                   lambda row: f"{what} has {_n_tokens(counts[row])}, expected {expected} (from line 1)")
 
 
+def _header_check(path: Path, first_line: int, tokens: pa.Array, tokens_per_line: np.ndarray) -> None:
+    """A stray header: line 1 has no numeric token while every other token is numeric."""
+    if first_line != 0 or len(tokens_per_line) < 2:
+        return
+    is_digit = _to_bool(pc.utf8_is_digit(tokens))
+    first = int(tokens_per_line[0])
+    if not is_digit[:first].any() and is_digit[first:].all():
+        raise DataError(path, "looks like a header row (no numeric token above numeric data); remove it", line=1)
+
+
 def _n_tokens(n: int) -> str:
     return f"{n} token" if n == 1 else f"{n} tokens"
 
@@ -318,6 +328,7 @@ def read_t1(path) -> T1Data:
     for first_line, lines in _read_lines(path):
         tokens, tokens_per_line = _split_tokens(lines)
         seq_len = seq_len or int(tokens_per_line[0])
+        _header_check(path, first_line, tokens, tokens_per_line)
         _raise_earliest_problem(path, first_line, [
             _empty_line_check(lines),
             _empty_token_check(lines, "token"),
@@ -383,6 +394,8 @@ def read_transfer(path, vocab: Vocab) -> TransferData:
         source_tokens, source_counts = _split_tokens(source_text)
         target_tokens, target_counts = _split_tokens(target_text)
         seq_len = seq_len or int(source_counts[0])
+        _header_check(path, first_line, *_split_tokens(pc.replace_substring(lines, SOURCE_TARGET_SEPARATOR,
+                                                                             TOKEN_SEPARATOR)))
         _raise_earliest_problem(path, first_line, [
             _empty_line_check(lines),
             _Check(~has_separator,
@@ -397,6 +410,8 @@ def read_transfer(path, vocab: Vocab) -> TransferData:
         example_lines.append(np.repeat(line_numbers, target_counts))
         targets.append(target_codes.encode(target_tokens))
     n_unknown = sum(int(np.count_nonzero(batch == UNK)) for batch in sources)
+    if all(np.isin(batch, (PAD, UNK)).all() for batch in sources):
+        raise DataError(path, "no source token is in the T1 vocabulary: is this file from another data set?")
     return TransferData(_concatenate_freeing(sources).reshape(-1, seq_len), n_unknown,
                         np.concatenate(example_lines), np.concatenate(targets),
                         target_codes.values.to_pylist())
@@ -529,6 +544,7 @@ class T1Task:
         self.vocab = data.vocab
         self.train_ids, self.test_ids = data.ids[train], data.ids[test]
         self.n_train, self.n_test, self.n_targets = len(train), len(test), data.vocab.size
+        self.seq_len = data.ids.shape[1] - 1  # the model sees all tokens but the last
 
     def train_batches(self, config, epoch):
         sampler = None
@@ -568,6 +584,7 @@ class TransferTask:
         if kind == "class":
             check_labels(path, data, counts, order)
         self.kind, self.sources, self.n_unknown = kind, data.sources, data.n_unknown
+        self.seq_len = data.sources.shape[1] + 1  # source and separator
         self.targets = TargetVocab([data.target_tokens[i] for i in order], counts[order])
         self.train_lines, self.train_targets = data.example_line[train], targets[train]
         self.test_lines, self.test_targets = data.example_line[test], targets[test]

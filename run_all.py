@@ -128,7 +128,7 @@ def run(args):
         phase, number = stage.parse_stage(name)
         print(f"\n=== {name} ===")
         config, explicit = stage_config(name, args)
-        result = stage.run_stage(name, config, explicit)
+        result = stage.run_stage(name, config, explicit, reuse=True)
         stage_seconds[name] = result["wall_seconds"]
         if phase != "tp":
             finished[number] = name
@@ -184,8 +184,8 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
     lines = [f"# {args.method} on {args.data_dir}", "",
              f"Command: `python run_all.py --method={args.method} --data_dir={args.data_dir} --out_dir={args.out_dir} "
              f"--tasks={args.tasks} --preset={args.preset} --seed={args.seed}`  ",
-             f"Wall time {wall / 60:.1f} min on backend {stage.trainer.backend()}. Every number below is on the whole "
-             f"held-out split.", "",
+             f"Backend {stage.trainer.backend()}; every number below is on the whole held-out split; wall times are in "
+             f"timings{suffix(args.method)}.md.", "",
              "## Main metric after each stage (HR@5 for item tasks, accuracy for classification)", "",
              "| task | " + " | ".join(stages) + " | scores unchanged since the task finished |",
              "|---|" + "---|" * len(stages) + "---|"]
@@ -202,11 +202,12 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         for metric in (("accuracy",) if tasks.task(k).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")):
             lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {last[metric]:.4f} | {baselines[k][metric]:.4f} | "
                          f"{last[metric] - baselines[k][metric]:+.4f} |")
-    lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in stage_seconds.items()]
     (results / f"summary{suffix(args.method)}.md").write_text("\n".join(lines) + "\n")
+    times = [f"# Wall times of `run_all.py --method={args.method}`", "", f"Whole pipeline: {wall / 60:.1f} min.", "",
+             "| stage | seconds |", "|---|---|"] + [f"| {name} | {sec:.0f} |" for name, sec in stage_seconds.items()]
+    (results / f"timings{suffix(args.method)}.md").write_text("\n".join(times) + "\n")
     plot_matrix(matrix, numbers, stages, results / f"forgetting{suffix(args.method)}.png", args.method)
-    print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(lines + [""] + times))
 
 
 def plot_matrix(matrix, numbers, stages, path, method):

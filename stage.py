@@ -186,6 +186,15 @@ def validate(config):
          f"dilations={dilations!r}: must be a non-empty list of positive integers")
 
 
+def check_receptive_field(config, seq_len):
+    """The widest conv (second conv of the largest dilation) must see more than padding."""
+    reach = (config["kernel_size"] - 1) * 2 * max(config["dilations"])
+    if config["kernel_size"] < 2 or reach >= seq_len:
+        raise ConfigError(
+            f"dilations={config['dilations']} with kernel_size={config['kernel_size']}: the widest conv looks "
+            f"{reach} steps back, which must be at least 1 and below the sequence length {seq_len}")
+
+
 def make_config(stage_name, block, argv):
     """DEFAULTS < script block < command line. Returns (config, names given on the command line)."""
     parse_stage(stage_name)
@@ -225,6 +234,9 @@ def load_task_data(number, config, vocab=None):
 
 def fingerprints(config, number):
     """SHA-256 of the T1 file and of task `number`'s file: the data a checkpoint belongs to."""
+    for path in (task_file(config, 1), task_file(config, number)):
+        if not path.is_file():
+            raise data_loader.DataError(path, "file not found")
     return {"t1_sha256": checkpoint.file_sha256(task_file(config, 1)),
             "task_sha256": checkpoint.file_sha256(task_file(config, number))}
 
@@ -420,8 +432,18 @@ def run_fingerprint(stage_name, config, prints, previous):
 
 # ----------------------------------------------------------------------------- the stage
 
-def run_stage(stage_name, config, explicit=()):
-    """Run one stage end to end; returns the results dict it also writes to Results/<stage>.json."""
+def finished_results(out_dir, stage_name, fingerprint):
+    """Results (with timings) of a finished stage run with `fingerprint`, or None."""
+    paths = [out_dir / "Models" / stage_name / "manifest.json"] + [
+        out_dir / "Results" / f"{stage_name}{suffix}.json" for suffix in ("", ".timing")]
+    if not all(p.exists() for p in paths) or checkpoint.read_json(paths[0]).get("fingerprint") != fingerprint:
+        return None
+    return {**checkpoint.read_json(paths[1]), **checkpoint.read_json(paths[2])}
+
+
+def run_stage(stage_name, config, explicit=(), reuse=False):
+    """Run one stage end to end; returns the results dict it also writes to Results/<stage>.json.
+    With `reuse`, a stage already finished with the same fingerprint is not run again."""
     started = time.time()
     phase, number = parse_stage(stage_name)
     rule, task = RULES[phase], tasks.task(number)
@@ -444,6 +466,7 @@ def run_stage(stage_name, config, explicit=()):
         vocab = data_loader.read_t1(task_file(config, 1)).vocab
     data = load_task_data(number, config, vocab)
     vocab = vocab or data.vocab
+    check_receptive_field(config, data.seq_len)
     if number > 1:
         log(f"{task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary (mapped to <unk>)")
         if phase == "ret" and targets[number].tokens != data.targets.tokens:
@@ -453,6 +476,9 @@ def run_stage(stage_name, config, explicit=()):
         targets[number] = data.targets
     log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
         f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+    unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
+    if unseen_targets:
+        log(f"warning: {unseen_targets:,} held-out examples have a target that never occurs in training")
 
     chain = list(previous["tasks"]) if previous else []
     if phase != "ret":
@@ -466,9 +492,14 @@ def run_stage(stage_name, config, explicit=()):
         else:
             model = build_model(vocab.size, config, chain)
 
+    fingerprint = run_fingerprint(stage_name, config, prints, previous)
+    if reuse:
+        done = finished_results(out_dir, stage_name, fingerprint)
+        if done:
+            log(f"{stage_name}: finished before with these settings and data; reusing its checkpoint and results")
+            return done
     train_started = time.time()
-    snapshots = Snapshots(out_dir / "Models" / f".{stage_name}.resume",
-                          run_fingerprint(stage_name, config, prints, previous))
+    snapshots = Snapshots(out_dir / "Models" / f".{stage_name}.resume", fingerprint)
     history, evals = train(model, number, phase, data, config, log, snapshots)
     train_seconds = time.time() - train_started
 
@@ -488,8 +519,12 @@ def run_stage(stage_name, config, explicit=()):
     log(f"{stage_name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
         + format_metrics(final))
 
-    manifest = {"stage": stage_name, "task": number, "phase": phase, "t1_sha256": prints["t1_sha256"],
-                "tasks": chain, "config": config, "backend": trainer.backend()}
+    ownership_counts = np.bincount(np.concatenate([o.ravel() for o in owners_of(model).values()]).astype(np.int64),
+                                   minlength=len(prune_ratios) + 1)
+    manifest = {"stage": stage_name, "task": number, "phase": phase, "fingerprint": fingerprint,
+                "t1_sha256": prints["t1_sha256"],
+                "tasks": chain, "config": config, "backend": trainer.backend(),
+                "ownership_counts": {("free" if k == 0 else f"T{k}"): int(c) for k, c in enumerate(ownership_counts)}}
 
     def write_files(directory):
         checkpoint.save_weights(directory / "weights.npz", weight_variables(model))
@@ -502,8 +537,8 @@ def run_stage(stage_name, config, explicit=()):
     checkpoint.write(out_dir / "Models" / stage_name, write_files, manifest)
     snapshots.clear()
     results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
-                    "unknown_source_tokens": data.n_unknown, "loss_history": history, "evals": evals,
-                    "backend": trainer.backend(), "config": config})
+                    "unknown_source_tokens": data.n_unknown, "unseen_test_targets": unseen_targets,
+                    "loss_history": history, "evals": evals, "backend": trainer.backend(), "config": config})
     # Results/<stage>.json is reproducible bit for bit; wall times go next to it.
     checkpoint.write_json(results, out_dir / "Results" / f"{stage_name}.json")
     timing = {"train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1)}

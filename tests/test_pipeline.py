@@ -82,3 +82,14 @@ def test_run_all_writes_the_summary_with_bit_identical_rows(synthetic_dir, tmp_p
 def test_run_all_rejects_a_task_range_with_gaps():
     with pytest.raises(SystemExit):
         run_all.main(["--tasks=1,3"])
+
+
+def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
+    argv = [f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}", "--tasks=1-2", "--verbose=0"]
+    run_all.main(argv)
+    weights = tmp_path / "Models" / "ret_t2" / "weights.npz"
+    written = weights.stat().st_mtime_ns
+    run_all.main(argv)
+    assert weights.stat().st_mtime_ns == written
+    run_all.main(argv[:-1] + ["--seed=1"])  # other settings: trained again
+    assert weights.stat().st_mtime_ns != written
