@@ -640,11 +640,11 @@ def parse_table(data: bytes, display: str, sep: bytes, columns: dict, numeric=()
         table = read({columns[n]: ("float64" if n in numeric else str) for n in columns})
     except (ValueError, TypeError):  # a non-numeric value: find which
         table = read(str)
-        for name in numeric:
-            value = pd.to_numeric(table[name], errors="coerce").to_numpy()
-            bad = np.flatnonzero(~np.isfinite(value))
-            if len(bad):
-                fail(bad[0], f"{name} {table[name].iloc[bad[0]]!r} is not a number")
+        bad = [(int(rows[0]), name) for name in numeric if len(rows := np.flatnonzero(
+            ~np.isfinite(pd.to_numeric(table[name], errors="coerce").to_numpy())))]
+        if bad:
+            row, name = min(bad)
+            fail(row, f"{name} {table[name].iloc[row]!r} is not a number")
         raise
     if len(table) != len(ends) - first:  # cannot happen after the checks above
         raise DataError(display, f"read {len(table)} rows from {len(ends) - first} lines")

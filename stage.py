@@ -304,6 +304,25 @@ def weight_variables(model):
     return [v for v in model.variables if id(v) not in owners]
 
 
+def stored_parameters(model, number, phase):
+    """Parameters task `number` adds to what must be stored, under the stage's method: Conure
+    stores one backbone for all tasks (T1 counts the embedding and LayerNorms, each task its own
+    conv weights and head); SinMo and FineAll a whole model per task; SinMoAll one model in all (its
+    later tasks add a head); FineSmax a head; PeterRec its patches and head."""
+    size = lambda variables: int(sum(np.prod(v.shape) for v in variables))  # noqa: E731
+    shared = size(v for layer in model.backbone.shared_layers for v in layer.weights)
+    convs = size(conv.kernel for conv in model.backbone.convs)
+    head = size(model.head(number).weights)
+    if phase in ("tp", "ret"):
+        own = sum(int(np.count_nonzero(o == number)) for o in owners_of(model).values())
+        return own + head + (shared if number == 1 else 0)
+    if phase in ("sinmo", "finall") or number == 1:
+        return shared + convs + head
+    if phase == "peterrec":
+        return size(v for patch in model.patches[str(number)] for v in patch.weights) + head
+    return head  # sinmoall (one shared model), finesmax
+
+
 # ----------------------------------------------------------------------------- train / evaluate
 
 _scorers = weakref.WeakKeyDictionary()
@@ -537,6 +556,7 @@ def run_stage(stage_name, config, explicit=(), reuse=False):
     checkpoint.write(out_dir / "Models" / stage_name, write_files, manifest)
     snapshots.clear()
     results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
+                    "stored_parameters": stored_parameters(model, number, phase),
                     "unknown_source_tokens": data.n_unknown, "unseen_test_targets": unseen_targets,
                     "loss_history": history, "evals": evals, "backend": trainer.backend(), "config": config})
     # Results/<stage>.json is reproducible bit for bit; wall times go next to it.

@@ -48,7 +48,7 @@ def write_ml1m(folder: Path, ratings=RATINGS, profiles=PROFILES) -> Path:
 def write_ml20m(folder: Path, ratings=RATINGS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ratings.csv").write_text(
-        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r}.0,{t}\n" for u, i, r, t in ratings))
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{float(r)},{t}\n" for u, i, r, t in ratings))
     return folder
 
 
@@ -182,15 +182,15 @@ def test_long_past_keeps_last_100_and_padding_left(tmp_path):
 
 
 def test_targets_never_in_source_and_repeats_dropped(tmp_path):
-    # RecBole data may repeat a (user, movie) pair. User 1's future: 11 (seen in the past),
-    # 20, 20 (repeat), 21. User 2's only future movie was seen before: no T2 line.
-    ratings = ([(1, 10 + i, 5, i) for i in range(16)] + [(1, 11, 5, 100), (1, 20, 5, 101),
-                                                         (1, 20, 5, 102), (1, 21, 5, 103)]
+    # RecBole data may repeat a (user, movie) pair. User 1's future: 101 (seen in the past),
+    # 200, 200 (repeat), 201. User 2's only future movie was seen before: no T2 line.
+    ratings = ([(1, 100 + i, 5, i) for i in range(16)] + [(1, 101, 5, 100), (1, 200, 5, 101),
+                                                          (1, 200, 5, 102), (1, 201, 5, 103)]
                + [(2, 40, 5, 0), (2, 41, 5, 1), (2, 42, 5, 2), (2, 43, 5, 3), (2, 40, 5, 4)])
     out = tmp_path / "out"
     convert(write_recbole(tmp_path / "src", ratings=ratings, profiles=None), out, max_targets=5)
     t1, t2 = parse(out, "T1"), parse(out, "T2")
-    assert [targets for _, targets in t2] == [["20", "21"]]
+    assert [targets for _, targets in t2] == [["200", "201"]]
     assert t2[0][0] == t1[0][0] and not set(t2[0][1]) & set(t1[0][0])
 
 
