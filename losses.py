@@ -1,4 +1,5 @@
-"""Conure's training losses (SPEC section 4), in keras.ops, reduced in float32.
+"""Conure's training losses (SPEC section 4), in keras.ops. Big matmuls run in the hidden
+states' dtype (bfloat16 under mixed precision); logits and losses are reduced in float32.
 
 Batch layouts (dicts of arrays, built by data_loader):
   T1:  tokens [B, T], labels [B, T] (next token), weights [B, T] (1 = counted position);
@@ -35,6 +36,73 @@ def softmax_cross_entropy(logits, labels):
     return ops.logsumexp(logits, axis=-1) - true_logit
 
 
+def pad_to_chunks(weight, bias, chunk):
+    """weight and bias padded to a whole number of chunks (padding never wins a softmax)."""
+    n_items = weight.shape[0]
+    n_chunks = -(-n_items // chunk)
+    pad = n_chunks * chunk - n_items
+    weight = ops.pad(weight, [[0, pad], [0, 0]])
+    bias = ops.pad(bias, [[0, pad]], constant_values=ACCIDENTAL_HIT_LOGIT)
+    return weight, bias, n_chunks
+
+
+def chunked_logsumexp(hidden, weight, bias, chunk):
+    """log sum_j exp(hidden @ weight[j] + bias[j]) per row, over item chunks with an online
+    log-sum-exp; the gradient recomputes each chunk, so memory is O(rows x chunk) both ways."""
+    n_items, channels = weight.shape
+
+    @ops.custom_gradient
+    def logsumexp(hidden, weight, bias):
+        padded_weight, padded_bias, n_chunks = pad_to_chunks(weight, bias, chunk)
+
+        def chunk_logits(i):
+            w = ops.slice(padded_weight, [i * chunk, 0], [chunk, channels])
+            return ops.matmul(hidden, ops.transpose(w)) + ops.slice(padded_bias, [i * chunk], [chunk]), w
+
+        def accumulate(i, carry):
+            running_max, running_sum = carry
+            logits, _ = chunk_logits(i)
+            new_max = ops.maximum(running_max, ops.max(logits, axis=1))
+            running_sum = running_sum * ops.exp(running_max - new_max) + ops.sum(
+                ops.exp(logits - ops.expand_dims(new_max, 1)), axis=1)
+            return new_max, running_sum
+
+        start = (ops.full((hidden.shape[0],), -float("inf")), ops.zeros((hidden.shape[0],)))
+        running_max, running_sum = ops.fori_loop(0, n_chunks, accumulate, start)
+        result = running_max + ops.log(running_sum)
+
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+
+            def backward(i, carry):
+                d_hidden, d_weight, d_bias = carry
+                logits, w = chunk_logits(i)
+                probs = ops.exp(logits - ops.expand_dims(result, 1)) * ops.expand_dims(upstream, 1)
+                d_hidden = d_hidden + ops.matmul(probs, w)
+                d_weight = ops.slice_update(d_weight, [i * chunk, 0], ops.matmul(ops.transpose(probs), hidden))
+                d_bias = ops.slice_update(d_bias, [i * chunk], ops.sum(probs, axis=0))
+                return d_hidden, d_weight, d_bias
+
+            zeros = (ops.zeros_like(hidden), ops.zeros_like(padded_weight), ops.zeros_like(padded_bias))
+            d_hidden, d_weight, d_bias = ops.fori_loop(0, n_chunks, backward, zeros)
+            return d_hidden, d_weight[:n_items], d_bias[:n_items]
+
+        return result, grad
+
+    return logsumexp(ops.cast(hidden, "float32"), ops.cast(weight, "float32"), ops.cast(bias, "float32"))
+
+
+def full_softmax(hidden, labels, weight, bias, chunk=0):
+    """Per-row cross-entropy of the softmax over every row of `weight`; item-chunked when the
+    table is larger than `chunk` (> 0), else one plain logit matrix."""
+    if chunk and weight.shape[0] > chunk:
+        hidden = ops.cast(hidden, "float32")
+        true_logit = ops.sum(hidden * ops.take(weight, labels, axis=0), axis=-1) + ops.take(bias, labels)
+        return chunked_logsumexp(hidden, weight, bias, chunk) - true_logit
+    logits = ops.matmul(hidden, ops.transpose(ops.cast(weight, hidden.dtype)))
+    return softmax_cross_entropy(ops.cast(logits, "float32") + bias, labels)
+
+
 def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries):
     """Per-position sampled softmax loss as tf.nn.sampled_softmax_loss computes it.
 
@@ -42,10 +110,10 @@ def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries):
     positions. Accidental hits are removed and log expected counts subtracted (logQ correction).
     """
     n_classes = weight.shape[0]
-    hidden = ops.cast(hidden, "float32")
-    true_logit = ops.sum(hidden * ops.take(weight, labels, axis=0), axis=-1) + ops.take(bias, labels)
-    true_logit = true_logit - log_uniform_log_expected_count(labels, num_tries, n_classes)
-    sampled_logits = ops.matmul(hidden, ops.transpose(ops.take(weight, sampled, axis=0)))
+    true_logit = ops.sum(ops.cast(hidden, "float32") * ops.take(weight, labels, axis=0), axis=-1)
+    true_logit = true_logit + ops.take(bias, labels) - log_uniform_log_expected_count(labels, num_tries, n_classes)
+    sampled_weight = ops.cast(ops.take(weight, sampled, axis=0), hidden.dtype)  # bf16 matmul under mixed precision
+    sampled_logits = ops.cast(ops.matmul(hidden, ops.transpose(sampled_weight)), "float32")
     sampled_logits = sampled_logits + ops.take(bias, sampled)
     sampled_logits = sampled_logits - log_uniform_log_expected_count(sampled, num_tries, n_classes)
     hits = ops.expand_dims(labels, 1) == ops.expand_dims(sampled, 0)
@@ -54,15 +122,14 @@ def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries):
     return ops.logsumexp(logits, axis=1) - true_logit
 
 
-def next_item_loss(hidden, batch, weight, bias):
+def next_item_loss(hidden, batch, weight, bias, chunk=0):
     """T1: sampled softmax if the batch carries candidates, else the full softmax."""
     hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))
     labels = ops.reshape(batch["labels"], (-1,))
     if "sampled" in batch:
         per_position = sampled_softmax(hidden, labels, weight, bias, batch["sampled"], batch["num_tries"])
     else:
-        logits = ops.matmul(ops.cast(hidden, "float32"), ops.transpose(weight)) + bias
-        per_position = softmax_cross_entropy(logits, labels)
+        per_position = full_softmax(hidden, labels, weight, bias, chunk)
     return weighted_mean(per_position, ops.reshape(batch["weights"], (-1,)))
 
 
@@ -79,11 +146,11 @@ def logistic(pos_score, neg_score):
 PAIRWISE = {"item": bpr, "class": logistic}
 
 
-def target_loss(user, batch, table, kind):
+def target_loss(user, batch, table, kind, chunk=0):
     """T2+: BPR (item tasks) or logistic (classification) on one negative, else full softmax."""
-    user = ops.cast(user, "float32")
     if "negative" not in batch:
-        return ops.mean(softmax_cross_entropy(ops.matmul(user, ops.transpose(table)), batch["target"]))
+        return ops.mean(full_softmax(user, batch["target"], table, ops.zeros((table.shape[0],)), chunk))
+    user = ops.cast(user, "float32")
     pos = ops.sum(user * ops.take(table, batch["target"], axis=0), axis=-1)
     neg = ops.sum(user * ops.take(table, batch["negative"], axis=0), axis=-1)
     return PAIRWISE[kind](pos, neg)

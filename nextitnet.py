@@ -223,6 +223,7 @@ class ConureModel(keras.Model):
         self.backbone.build((None, None))
         self.heads = {}  # task number (as str) -> head
         self.patches = {}  # task number (as str) -> PeterRec patches, one per conv
+        self.softmax_chunk = 0  # full softmax over item chunks of this size when a head is larger
 
     def add_head(self, task, head):
         head.build((None, self.backbone.channels))
@@ -268,12 +269,44 @@ class ConureModel(keras.Model):
         hidden = self.backbone(batch["tokens"], patches=self.patches.get(str(task)))
         head = self.head(task)
         if task == 1:
-            return losses.next_item_loss(hidden, batch, head.weight, head.bias)
+            return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk)
         user = hidden[:, -1, :]
-        return losses.target_loss(user, batch, head.table, head.kind) + head.penalty()
+        return losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk) + head.penalty()
 
     def task_scores(self, tokens, task, phase="infer"):
         """Scores of every target of `task` at the last position: [B, n_targets]."""
         self._use(task, phase)
         user = self.backbone(tokens, patches=self.patches.get(str(task)))[:, -1, :]
-        return self.head(task)(user)
+        return ops.cast(self.head(task)(user), "float32")
+
+    def task_ranks(self, tokens, truth, task, phase="infer", chunk=65536, excluded=(), k=5):
+        """Ranking without the [B, n_targets] score matrix: item chunks of `chunk` columns, a count
+        of targets scoring above the true one (the true column itself and `excluded` ids left out)
+        and a running top-k. Returns (ranks [B], top-k ids [B, k], true scores [B])."""
+        self._use(task, phase)
+        user = ops.cast(self.backbone(tokens, patches=self.patches.get(str(task)))[:, -1, :], "float32")
+        head = self.head(task)
+        weight, bias = (head.weight, head.bias) if task == 1 else (head.table, ops.zeros((head.n_targets,)))
+        n_targets, channels = weight.shape
+        true_score = ops.sum(user * ops.take(weight, truth, axis=0), axis=1) + ops.take(bias, truth)
+        weight, bias, n_chunks = losses.pad_to_chunks(weight, bias, chunk)
+        excluded = ops.convert_to_tensor(list(excluded) or [-1], dtype="int32")
+
+        def scan_chunk(i, carry):
+            higher, top_scores, top_ids = carry
+            ids = i * chunk + ops.arange(chunk, dtype="int32")
+            logits = ops.matmul(user, ops.transpose(ops.slice(weight, [i * chunk, 0], [chunk, channels])))
+            logits = logits + ops.slice(bias, [i * chunk], [chunk])
+            invalid = ((ops.expand_dims(ids, 0) == ops.expand_dims(truth, 1)) | (ids >= n_targets)
+                       | ops.any(ops.expand_dims(ids, 1) == ops.expand_dims(excluded, 0), axis=1))
+            higher = higher + ops.sum(ops.cast((logits > ops.expand_dims(true_score, 1)) & ~invalid, "int32"), axis=1)
+            logits = ops.where(invalid & (ops.expand_dims(ids, 0) != ops.expand_dims(truth, 1)), -float("inf"), logits)
+            scores = ops.concatenate([top_scores, logits], axis=1)
+            candidates = ops.concatenate([top_ids, ops.broadcast_to(ids, logits.shape)], axis=1)
+            top_scores, where = ops.top_k(scores, k)
+            return higher, top_scores, ops.take_along_axis(candidates, where, axis=1)
+
+        batch = ops.shape(user)[0]
+        start = (ops.zeros((batch,), "int32"), ops.full((batch, k), -float("inf")), ops.zeros((batch, k), "int32"))
+        higher, _, top_ids = ops.fori_loop(0, n_chunks, scan_chunk, start)
+        return higher, top_ids, true_score

@@ -91,6 +91,8 @@ def preset_overrides(name, preset):
 def stage_config(name, args):
     overrides = {**preset_overrides(name, args.preset), "data_dir": args.data_dir, "out_dir": args.out_dir,
                  "seed": args.seed, "verbose": args.verbose}
+    if args.prune_ratio is not None and name.startswith("tp_"):
+        overrides["prune_ratio"] = args.prune_ratio
     return {**stage.DEFAULTS, **stage_block(name), **overrides}, set(overrides) - {"data_dir", "out_dir"}
 
 
@@ -239,6 +241,7 @@ def main(argv=None):
     parser.add_argument("--preset", choices=("quick", "paper"), default="quick")
     parser.add_argument("--method", default="conure", help="one of " + ", ".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prune_ratio", type=float, default=None, help="Conure: prune ratio of every task")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     try:

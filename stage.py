@@ -52,6 +52,9 @@ DEFAULTS = {
     "eval_every": 1,                # epochs between held-out evaluations (0: only at the end)
     "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
     "eval_batch_size": 256,
+    "eval_chunk": 65536,            # rank on the device over item chunks when a task has more targets
+    "softmax_chunk": 65536,         # full softmax over item chunks (online log-sum-exp) above this many
+    "precision": "float32",         # or "mixed_bfloat16" (losses are still reduced in float32)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
@@ -64,6 +67,7 @@ DEFAULTS = {
 CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kernel_size": 3,
                   "split_seed": 10, "holdout": 0.2}
 SCRIPT_TYPES = (bool, int, float, str, list)
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -167,23 +171,27 @@ def parse_overrides(argv, known):
 
 
 def validate(config):
+    """Reject bad values; chain settings still None (inherited later) are checked once resolved."""
     def need(ok, message):
         if not ok:
             raise ConfigError(message)
 
-    for key in ("epochs", "eval_every", "eval_cap", "save_every"):
+    need(config["precision"] in PRECISIONS, f"precision={config['precision']!r}: one of {', '.join(PRECISIONS)}")
+    for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
-        need(isinstance(config[key], int) and config[key] > 0, f"{key}={config[key]!r}: must be an integer > 0")
+        need(config[key] is None or isinstance(config[key], int) and config[key] > 0,
+             f"{key}={config[key]!r}: must be an integer > 0")
     need(config["learning_rate"] > 0, f"learning_rate={config['learning_rate']!r}: must be > 0")
     need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
-    need(0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
+    need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
     need(config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
     need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")
     dilations = config["dilations"]
-    need(isinstance(dilations, list) and dilations and all(isinstance(d, int) and d > 0 for d in dilations),
-         f"dilations={dilations!r}: must be a non-empty list of positive integers")
+    need(dilations is None or isinstance(dilations, list) and dilations and all(
+        isinstance(d, int) and d > 0 for d in dilations), f"dilations={dilations!r}: must be a non-empty list of "
+         "positive integers")
 
 
 def check_receptive_field(config, seq_len):
@@ -256,8 +264,10 @@ def add_task(model, entry):
         model.add_patches(entry["task"], entry["patches"])
 
 
-def build_model(vocab_size, config, chain=()):
-    """A freshly initialised (seeded) model with the heads and patches of `chain`'s entries."""
+def build_model(vocab_size, config, chain=(), precision=None):
+    """A freshly initialised (seeded) model with the heads and patches of `chain`'s entries.
+    Variables are float32 under either precision; "mixed_bfloat16" computes in bfloat16."""
+    keras.config.set_dtype_policy(precision or config["precision"])
     keras.utils.set_random_seed(config["seed"])
     model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
     for entry in chain:
@@ -265,15 +275,16 @@ def build_model(vocab_size, config, chain=()):
     return model
 
 
-def restore(directory, run_first):
-    """Model, manifest, T1 vocabulary, target vocabularies and prune ratios of a checkpoint."""
+def restore(directory, run_first, precision=None):
+    """Model, manifest, T1 vocabulary, target vocabularies and prune ratios of a checkpoint; the
+    model computes in `precision` (default: the checkpoint's)."""
     directory = Path(directory)
     manifest = checkpoint.read_manifest(directory, run_first)
     vocab = data_loader.Vocab.load(directory / "vocab.json")
     chain = manifest["tasks"]
     targets = {e["task"]: data_loader.TargetVocab.load(directory / f"targets_t{e['task']}.json")
                for e in chain if e["task"] > 1}
-    model = build_model(vocab.size, manifest["config"], chain)
+    model = build_model(vocab.size, manifest["config"], chain, precision)
     checkpoint.load_weights(directory / "weights.npz", weight_variables(model))
     owners, prune_ratios = pruning.load(directory)
     set_owners(model, owners)
@@ -325,40 +336,58 @@ def stored_parameters(model, number, phase):
 
 # ----------------------------------------------------------------------------- train / evaluate
 
-_scorers = weakref.WeakKeyDictionary()
+_compiled = weakref.WeakKeyDictionary()
 
 
-def scorer(model, number, phase):
-    """Compiled `model.task_scores` for one task and phase, traced once per model."""
-    cache = _scorers.setdefault(model, {})
-    if (number, phase) not in cache:
-        cache[number, phase] = trainer.compiled(lambda t: model.task_scores(t, number, phase), model.variables)
-    return cache[number, phase]
+def compiled_method(model, key, fn):
+    """trainer.compiled(fn) for `model`, traced once per model and key."""
+    cache = _compiled.setdefault(model, {})
+    if key not in cache:
+        cache[key] = trainer.compiled(fn, model.variables)
+    return cache[key]
 
 
 def evaluate(model, number, data, config, phase="infer"):
-    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256."""
+    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256.
+
+    Item tasks with more than `eval_chunk` targets are ranked on the device, item chunk by item
+    chunk, without the score matrix; their scores_sha256 then covers the ranks, the top 5 and the
+    true scores. Otherwise it is the SHA-256 of the whole held-out score matrix."""
     tokens, truth = data.test_inputs()
     if config["eval_cap"]:
         tokens, truth = tokens[: config["eval_cap"]], truth[: config["eval_cap"]]
-    score = scorer(model, number, phase)
+    chunk = config["eval_chunk"]
+    item_chunked = data.kind != "class" and 0 < chunk < data.n_targets
+    if item_chunked:
+        excluded = data.excluded_targets
+        run = compiled_method(model, ("ranks", number, phase, chunk), lambda t, y: model.task_ranks(
+            t, y, number, phase, chunk, excluded))
+    else:
+        run = compiled_method(model, ("scores", number, phase), lambda t: model.task_scores(t, number, phase))
     hasher = metrics.ScoreHasher()
     ranks, class_scores = [], []
     size = config["eval_batch_size"]
     for start in range(0, len(tokens), size):
-        rows = tokens[start:start + size]
-        scores = score(data_loader.pad_rows(rows, size))[: len(rows)]
+        rows, rows_truth = tokens[start:start + size], truth[start:start + size]
+        if item_chunked:
+            outputs = run(data_loader.pad_rows(rows, size), data_loader.pad_rows(rows_truth, size))
+            batch_ranks, top, true_scores = (o[: len(rows)] for o in outputs)
+            for part in (batch_ranks, top, true_scores):
+                hasher.update(part)
+            ranks.append(batch_ranks)
+            continue
+        scores = run(data_loader.pad_rows(rows, size))[: len(rows)]
         hasher.update(scores)
         if data.kind == "class":
             class_scores.append(scores)
         else:
-            ranks.append(metrics.ranks_of(scores, truth[start:start + size], data.excluded_targets))
+            ranks.append(metrics.ranks_of(scores, rows_truth, data.excluded_targets))
     if data.kind == "class":
         result = metrics.classification_metrics(np.concatenate(class_scores), truth, seed=config["seed"])
     else:
         result = metrics.ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
     return {**result, "n_eval": int(len(truth)), "eval_capped": bool(config["eval_cap"]) and len(truth) < data.n_test,
-            "scores_sha256": hasher.hexdigest()}
+            "eval_mode": "item-chunked ranks" if item_chunked else "score matrix", "scores_sha256": hasher.hexdigest()}
 
 
 def format_metrics(result):
@@ -470,11 +499,12 @@ def run_stage(stage_name, config, explicit=(), reuse=False):
     log = print if config["verbose"] else (lambda *a: None)
     trainer.make_deterministic()
 
+    validate(config)
     previous_name = previous_stage(stage_name)
     previous, vocab, targets, prune_ratios = None, None, {}, []
     if previous_name:
         model, previous, vocab, targets, prune_ratios = restore(
-            out_dir / "Models" / previous_name, script_for(previous_name))
+            out_dir / "Models" / previous_name, script_for(previous_name), config["precision"])
     config = resolve_chain(config, set(explicit), previous)
     validate(config)
     prints = fingerprints(config, number)
@@ -510,6 +540,7 @@ def run_stage(stage_name, config, explicit=(), reuse=False):
             add_task(model, chain[-1])
         else:
             model = build_model(vocab.size, config, chain)
+    model.softmax_chunk = config["softmax_chunk"]
 
     fingerprint = run_fingerprint(stage_name, config, prints, previous)
     if reuse:

@@ -88,12 +88,13 @@ class TrainStep:
 
 
 def compiled(fn, variables):
-    """`fn(*arrays)` compiled for the backend; it may read any of `variables`. Returns numpy."""
+    """`fn(*arrays)` compiled for the backend; it may read any of `variables`. Returns numpy
+    (a structure of arrays if fn returns one)."""
     if backend() == "tensorflow":
         import tensorflow as tf
 
         graph_fn = tf.function(fn, reduce_retracing=True)
-        return lambda *args: keras.ops.convert_to_numpy(graph_fn(*args))
+        return lambda *args: keras.tree.map_structure(keras.ops.convert_to_numpy, graph_fn(*args))
     import jax
 
     variables = list(variables)
@@ -103,4 +104,4 @@ def compiled(fn, variables):
             return fn(*args)
 
     jitted = jax.jit(pure)
-    return lambda *args: np.asarray(jitted([v.value for v in variables], *args))
+    return lambda *args: keras.tree.map_structure(np.asarray, jitted([v.value for v in variables], *args))
