@@ -55,6 +55,7 @@ DEFAULTS = {
     "eval_chunk": 65536,            # rank on the device over item chunks when a task has more targets
     "softmax_chunk": 65536,         # full softmax over item chunks (online log-sum-exp) above this many
     "precision": "float32",         # or "mixed_bfloat16" (losses are still reduced in float32)
+    "data_parallel": False,         # split each batch over every device (tf.distribute / keras.distribution)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
@@ -472,7 +473,7 @@ def train(model, number, phase, data, config, log, snapshots):
 
 def run_fingerprint(stage_name, config, prints, previous):
     """What a snapshot must match to be resumed: stage, settings that change training, data, start."""
-    cosmetic = {"verbose", "eval_every", "eval_cap", "eval_batch_size", "save_every"}
+    cosmetic = {"verbose", "eval_every", "eval_cap", "eval_batch_size", "eval_chunk", "save_every"}
     settings = {k: v for k, v in config.items() if k not in cosmetic}
     start = previous["files"] if previous else None
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
@@ -492,6 +493,14 @@ def finished_results(out_dir, stage_name, fingerprint):
 def run_stage(stage_name, config, explicit=(), reuse=False):
     """Run one stage end to end; returns the results dict it also writes to Results/<stage>.json.
     With `reuse`, a stage already finished with the same fingerprint is not run again."""
+    with trainer.data_parallel(config["data_parallel"]):
+        if config["batch_size"] % trainer.device_count():
+            raise ConfigError(f"batch_size={config['batch_size']} does not split evenly over "
+                              f"{trainer.device_count()} devices")
+        return _run_stage(stage_name, config, explicit, reuse)
+
+
+def _run_stage(stage_name, config, explicit, reuse):
     started = time.time()
     phase, number = parse_stage(stage_name)
     rule, task = RULES[phase], tasks.task(number)

@@ -2,7 +2,13 @@
 
 Model and loss code is backend-neutral (keras.ops); only taking gradients differs: a
 tf.GradientTape inside tf.function, or jax.value_and_grad over a stateless call under jax.jit.
+
+Data parallelism uses the backends' own engines: tf.distribute.MirroredStrategy (every GPU, else
+every logical CPU device) or keras.distribution.DataParallel on JAX (every device). Build the model
+and the TrainStep inside `data_parallel(True)`; each batch is split evenly across the devices,
+and the arrays every device needs whole (SHARED_KEYS) are replicated.
 """
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +27,43 @@ def make_deterministic():
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+SHARED_KEYS = ("sampled", "num_tries")  # batch entries that are not per example
+_strategy = None  # the tf.distribute strategy while data_parallel(True) is active
+
+
+@contextlib.contextmanager
+def data_parallel(enabled):
+    """Context for building a model and its TrainStep with data parallelism (no-op if not enabled)."""
+    global _strategy
+    if not enabled:
+        yield
+        return
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        _strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        try:
+            with _strategy.scope():
+                yield
+        finally:
+            _strategy = None
+    else:
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+
+
+def device_count():
+    if _strategy is not None:
+        return _strategy.num_replicas_in_sync
+    distribution = keras.distribution.distribution() if backend() == "jax" else None
+    return len(distribution.device_mesh.devices.ravel()) if distribution else 1
 
 
 def adam(learning_rate):
@@ -49,13 +92,30 @@ class TrainStep:
     def _tensorflow_step(self, loss_fn):
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
-        def step(batch):
+        strategy = _strategy
+        replicas = strategy.num_replicas_in_sync if strategy else 1
+
+        def replica_step(batch):
             with tf.GradientTape() as tape:
-                loss = loss_fn(batch)
-            grads = tape.gradient(loss, self.variables)
+                loss = loss_fn(batch) / replicas  # gradients are summed over replicas
+            # Dense gradients: Keras's Adam mis-updates IndexedSlices that repeat an index (a token
+            # twice in a batch), and they do not all-reduce correctly across replicas either.
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.variables)]
             self.optimizer.apply(grads, self.variables)
             return loss
+
+        if strategy is None:
+            return tf.function(replica_step, reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def distributed_step(per_replica_batch):
+            losses = strategy.run(replica_step, args=(per_replica_batch,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+        def step(batch):
+            parts = split_batch(batch, replicas)
+            return distributed_step(strategy.experimental_distribute_values_from_function(
+                lambda context: parts[context.replica_id_in_sync_group]))
 
         return step
 
@@ -76,7 +136,7 @@ class TrainStep:
         def step(batch):
             loss, values, optimizer_values = pure_step(
                 [v.value for v in self.variables], [v.value for v in frozen],
-                [v.value for v in self.optimizer.variables], batch,
+                [v.value for v in self.optimizer.variables], shard_batch(batch),
             )
             for variable, value in zip(self.variables, values):
                 variable.assign(value)
@@ -85,6 +145,26 @@ class TrainStep:
             return loss
 
         return step
+
+
+def split_batch(batch, parts):
+    """One batch dict per device: per-example arrays split evenly, SHARED_KEYS given whole."""
+    size = len(batch["tokens"])
+    if size % parts:
+        raise ValueError(f"batch of {size} does not split evenly over {parts} devices")
+    return [{k: v if k in SHARED_KEYS else v[i * size // parts:(i + 1) * size // parts] for k, v in batch.items()}
+            for i in range(parts)]
+
+
+def shard_batch(batch):
+    """JAX under DataParallel: per-example arrays sharded along the batch, SHARED_KEYS replicated."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return batch
+    mesh = distribution.device_mesh
+    replicated = lambda x: keras.distribution.TensorLayout([None] * np.ndim(x), mesh)  # noqa: E731
+    return {k: keras.distribution.distribute_tensor(
+        v, replicated(v) if k in SHARED_KEYS else distribution.get_data_layout(np.shape(v))) for k, v in batch.items()}
 
 
 def compiled(fn, variables):

@@ -1,0 +1,78 @@
+"""The backend glue: exact Adam on repeated ids, and data parallelism that matches one device."""
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import trainer
+from conftest import ROOT
+
+
+def numpy_adam(w, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_adam_on_repeated_embedding_rows_matches_dense_adam():
+    w0 = np.linspace(-1, 1, 8, dtype="float32").reshape(4, 2)
+    w = keras.Variable(w0)
+    step = trainer.TrainStep(lambda idx: ops.sum(ops.take(w, idx, axis=0) ** 2), [w], [w], trainer.adam(0.1))
+    grads = []
+    for idx in ([0, 0, 1], [1, 2, 2], [0, 3, 3]):  # rows repeat within a batch, as tokens do
+        current = numpy_adam(w0, grads, 0.1)
+        grads.append(2 * np.bincount(idx, minlength=4)[:, None] * current)
+        step(np.array(idx, "int32"))
+    np.testing.assert_allclose(ops.convert_to_numpy(w), numpy_adam(w0, grads, 0.1), rtol=1e-5, atol=1e-6)
+
+
+TWO_DEVICES = """
+import os, sys
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+import trainer
+from nextitnet import ConureModel, NextItemHead
+
+def train(parallel):
+    with trainer.data_parallel(parallel):
+        keras.utils.set_random_seed(0)
+        model = ConureModel(30, 8, (1, 2), 3)
+        model.add_head(1, NextItemHead(30, name="head_t1"))
+        model.set_trainable(1, shared=True)
+        step = trainer.TrainStep(lambda b: model.task_loss(b, 1, "train"), model.trainable_variables,
+                                 model.variables, trainer.adam(1e-2))
+        devices = trainer.device_count()
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            ids = rng.integers(3, 30, size=(8, 11)).astype("int32")
+            step({"tokens": ids[:, :-1], "labels": ids[:, 1:], "weights": np.ones((8, 10), "float32"),
+                  "sampled": np.arange(3, 19, dtype="int32"), "num_tries": np.asarray(20.0, "float32")})
+        return devices, {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+
+(one, single), (two, parallel) = train(False), train(True)
+assert (one, two) == (1, 2), (one, two)
+worst = max(float(np.abs(single[k] - parallel[k]).max()) for k in single)
+assert worst < 1e-5, worst
+print("max difference", worst)
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_device_training_matches_one_device_at_the_same_global_batch(backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": backend, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "max difference" in done.stdout
