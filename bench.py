@@ -1,14 +1,24 @@
 """Benchmarks. Each case is a function in CASES; run one with --case=NAME.
 
+    python bench.py --scale=small             # training and evaluation (the default case, "train")
+    python bench.py --scale=ttl               # the same at full TTL scale (645,974 items; a GPU run)
     python bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
+
+The "train" case times real training steps of Conure stages and evaluation on generated data of the
+chosen scale, and a matmul on the same device in the same run, and prints one table. Every
+comparison in it (plain vs item-chunked softmax, float32 vs mixed bfloat16, XLA on/off on
+TensorFlow, real batches vs one constant batch) is measured in that same run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +145,187 @@ def _print_table(row: dict) -> None:
 
 # ---------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------
+# train: steps/s, achieved TFLOP/s against a measured matmul peak
+# ---------------------------------------------------------------------------------------
+
+SCALES = {  # generated data and model of each scale
+    "small": {"items": 20_000, "users": 4_000, "channels": 128, "dilations": [1, 4, 1, 4], "batch": 32, "steps": 8},
+    "sample": {"items": 123_729, "users": 10_000, "channels": 256, "dilations": [1, 4] * 4, "batch": 32, "steps": 8},
+    "ttl": {"items": 645_974, "users": 20_000, "channels": 256, "dilations": [1, 4] * 4, "batch": 32, "steps": 30},
+}
+TTL_TRAIN_USERS = int(1_450_000 * 0.8)
+T2_TARGETS = 17_880
+
+
+def conv_flops(positions, channels, dilations, kernel_size=3):
+    """Forward FLOPs of the residual stack: two convs per block, 2*k*C*C per position each."""
+    return 2 * len(dilations) * 2 * kernel_size * channels * channels * positions
+
+
+def matmul_peak(dtype, n=4096, repeats=5):
+    """TFLOP/s of an n x n x n matmul on this device, compiled, best of `repeats`."""
+    import keras
+
+    import trainer
+
+    a = keras.random.normal((n, n), dtype=dtype, seed=0)
+    multiply = trainer.compiled(lambda x, y: keras.ops.cast(keras.ops.sum(keras.ops.matmul(x, y)), "float32"), [])
+    multiply(a, a)
+    best = min(_timed(lambda: multiply(a, a)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e12
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _zipf_lines(rng, n_lines, n_items, seq_len=101):
+    """Left-padded id lines over ids 3..n_items-1 with Zipf-like popularity (TTL-like lengths)."""
+    lengths = _line_lengths(rng, n_lines)
+    ranks = np.minimum(rng.zipf(1.3, size=(n_lines, seq_len)), n_items - 3) + 2
+    ids = np.where(np.arange(seq_len) >= seq_len - np.minimum(lengths, seq_len)[:, None], ranks, 0)
+    return ids.astype(np.int32)
+
+
+def bench_data(scale, rng):
+    """T1 and T2 task data of the scale, built directly from generated id matrices."""
+    import data_loader
+
+    vocab = data_loader.Vocab([str(i) for i in range(scale["items"] - data_loader.N_RESERVED)],
+                              np.ones(scale["items"] - data_loader.N_RESERVED, dtype=np.int64))
+    ids = _zipf_lines(rng, scale["users"], scale["items"])
+    t1 = data_loader.T1Task(data_loader.T1Data(ids, vocab), 10, 0.2, "generated")
+    targets = rng.integers(0, T2_TARGETS, size=scale["users"]).astype(np.int32)
+    transfer = data_loader.TransferData(ids[:, 1:], 0, np.arange(scale["users"]), targets,
+                                        [str(i) for i in range(T2_TARGETS)])
+    return t1, data_loader.TransferTask(transfer, "item", 10, 0.2, "generated")
+
+
+def time_steps(model, number, data, config, steps, constant, xla):
+    """Steps per second of real training steps (after two compile/warm-up steps)."""
+    import data_loader
+    import trainer
+
+    model.set_trainable(number, shared=number == 1)
+    step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, "train"), model.trainable_variables,
+                             model.variables, trainer.adam(1e-4), xla=xla)
+    batches = data_loader.prefetched(data.train_batches(config, epoch=0))
+    first = next(batches)
+    for _ in range(2):
+        step(first)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(first if constant else next(batches))
+    return steps / (time.perf_counter() - start)
+
+
+def time_eval(model, data, config, steps):
+    import stage
+
+    tokens, truth = data.test_inputs()
+    capped = {**config, "eval_cap": config["eval_batch_size"] * steps}
+    stage.evaluate(model, 1, data, {**capped, "eval_cap": config["eval_batch_size"]})  # compile
+    seconds = _timed(lambda: stage.evaluate(model, 1, data, capped))
+    return min(len(tokens), capped["eval_cap"]) / seconds
+
+
+def peak_memory_mb():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def case_train(args) -> None:
+    """steps/s, sequences/s and achieved TFLOP/s of Conure stages and evaluation vs a measured matmul peak."""
+    import keras
+
+    import stage
+
+    scale = {**SCALES[args.scale], **{k: v for k, v in (("batch", args.batch), ("steps", args.steps)) if v}}
+    rng = np.random.default_rng(args.seed)
+    t1, t2 = bench_data(scale, rng)
+    backend = keras.backend.backend()
+    device = _device_name()
+    peaks = {"float32": matmul_peak("float32")}
+    peaks["mixed_bfloat16"] = matmul_peak("bfloat16")
+    base = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
+            "batch_size": scale["batch"], "eval_batch_size": 256, "full_softmax": False, "exclude_padding": False}
+    positions = scale["batch"] * 100
+    n_sampled = int(base["num_sampled_ratio"] * scale["items"])
+    conv = conv_flops(positions, scale["channels"], scale["dilations"])
+    head = {"sampled": 2 * positions * n_sampled * scale["channels"],
+            "full": 2 * positions * scale["items"] * scale["channels"]}
+    rows = []
+
+    def measure(name, number, data, flops, precision="float32", constant=False, xla=False, chunk=65536, **config):
+        cfg = {**base, **config, "precision": precision, "softmax_chunk": chunk}
+        model = stage.build_model(t1.vocab.size, cfg, [
+            {"task": 1, "n_targets": t1.n_targets, "l2": 0.0},
+            {"task": 2, "n_targets": T2_TARGETS, "l2": 0.02}][:number])
+        model.softmax_chunk = chunk
+        rate = time_steps(model, number, data, cfg, scale["steps"], constant, xla)
+        achieved = 3 * flops * rate / 1e12  # forward + backward ~ 3x the forward matmuls
+        rows.append({"case": name, "backend": backend + (" +XLA" if xla else ""), "device": device, "dtype": precision,
+                     "batch": scale["batch"], "steps/s": f"{rate:.2f}", "seq/s": f"{rate * scale['batch']:,.0f}",
+                     "TFLOP/s": f"{achieved:.3f}", "peak TFLOP/s": f"{peaks[precision]:.3f}",
+                     "of peak": f"{achieved / peaks[precision]:.0%}",
+                     "TTL epoch": _minutes(TTL_TRAIN_USERS / scale["batch"] / rate) if number == 1 else "-",
+                     "peak MB": f"{peak_memory_mb():,.0f}"})
+
+    measure("T1 sampled softmax", 1, t1, conv + head["sampled"])
+    measure("T1 sampled, constant batch", 1, t1, conv + head["sampled"], constant=True)
+    measure("T1 sampled", 1, t1, conv + head["sampled"], precision="mixed_bfloat16")
+    if backend == "tensorflow":
+        measure("T1 sampled", 1, t1, conv + head["sampled"], xla=True)
+    measure("T1 full softmax, plain", 1, t1, conv + head["full"], full_softmax=True, chunk=0)
+    measure("T1 full softmax, chunked", 1, t1, conv + head["full"], full_softmax=True, chunk=max(scale["items"] // 4, 1))
+    measure("T2 BPR", 2, t2, conv_flops(scale["batch"] * 101, scale["channels"], scale["dilations"]))
+    _print_rows(rows)
+    cfg = {**base, "eval_chunk": 65536}
+    model = stage.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
+    rate = time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
+    eval_flops = (conv_flops(100, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]) * rate
+    print(f"\nT1 evaluation (item-chunked ranking, batch 256): {rate:,.0f} users/s, {eval_flops / 1e12:.3f} TFLOP/s "
+          f"({eval_flops / 1e12 / peaks['float32']:.0%} of the float32 peak); all 290k held-out TTL users in "
+          f"{_minutes(290_000 / rate)}")
+
+
+def _device_name():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.devices()[0].device_kind
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else \
+        f"CPU x{os.cpu_count()}"
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:,.1f} min"
+
+
+def _print_rows(rows):
+    widths = {k: max(len(k), *(len(r[k]) if isinstance(r[k], str) else len(str(r[k])) for r in rows)) for k in rows[0]}
+    print("  ".join(k.ljust(w) for k, w in widths.items()))
+    for row in rows:
+        print("  ".join(str(row[k]).ljust(w) for k, w in widths.items()))
+
+
 CASES = {
+    "train": case_train,
     "parse": case_parse,
 }
 
@@ -145,8 +335,13 @@ def main(argv=None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="cases:\n" + "\n".join(f"  {name:8} {case.__doc__.strip()}"
                                        for name, case in CASES.items()))
-    parser.add_argument("--case", required=True, choices=sorted(CASES), help="benchmark to run")
+    parser.add_argument("--case", default="train", choices=sorted(CASES), help="benchmark to run (default: train)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of generated data")
+    train = parser.add_argument_group("train")
+    train.add_argument("--scale", choices=sorted(SCALES), default="small",
+                       help="small: seconds on a CPU; sample: the TTL sample at default size; ttl: full TTL")
+    train.add_argument("--batch", type=int, default=None, help="training batch (default: the scale's, 32)")
+    train.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     parse = parser.add_argument_group("parse")
     parse.add_argument("--lines", type=int, default=1_450_000,
                        help="T1 lines to generate (default: TTL's 1.45M)")

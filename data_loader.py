@@ -20,6 +20,8 @@ int32 id matrix. Bad input raises :class:`DataError` naming the file and the 1-b
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -495,6 +497,27 @@ class PopularitySampler:
 
     def sample(self, rng, size):
         return np.minimum(np.searchsorted(self.cdf, rng.random(size), side="right"), len(self.cdf) - 1).astype(np.int32)
+
+
+def prefetched(batches, depth=2):
+    """Iterate `batches` made by a background thread, `depth` ahead of the consumer (numpy
+    releases the GIL, so sampling overlaps the training step). Order is unchanged."""
+    ready = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for batch in batches:
+                ready.put(batch)
+        except BaseException as error:  # handed to the consumer
+            ready.put(error)
+        ready.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := ready.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 class Batches:

@@ -56,6 +56,7 @@ DEFAULTS = {
     "softmax_chunk": 65536,         # full softmax over item chunks (online log-sum-exp) above this many
     "precision": "float32",         # or "mixed_bfloat16" (losses are still reduced in float32)
     "data_parallel": False,         # split each batch over every device (tf.distribute / keras.distribution)
+    "xla": True,                    # TensorFlow: compile the training step with XLA (JAX always does)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
@@ -440,7 +441,8 @@ def train(model, number, phase, data, config, log, snapshots):
     model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
                         patches=rule.patches)
     step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, rule.train_view),
-                             model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]))
+                             model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
+                             xla=config["xla"] and not config["data_parallel"])
     at = snapshots.restore(model.variables, step.optimizer, log) or {
         "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": []}
     history, evals = at["history"], at["evals"]
@@ -451,7 +453,7 @@ def train(model, number, phase, data, config, log, snapshots):
         bar = keras.utils.Progbar(len(batches), verbose=int(bool(config["verbose"]) and sys.stdout.isatty()),
                                   unit_name="step")
         started = time.time()
-        for i, batch in enumerate(batches.from_step(first), start=first):
+        for i, batch in enumerate(data_loader.prefetched(batches.from_step(first)), start=first):
             loss = step(batch)
             total += loss
             bar.update(i + 1, [("loss", loss)])

@@ -72,14 +72,15 @@ def adam(learning_rate):
 
 
 class TrainStep:
-    """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`."""
+    """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`. `xla`
+    compiles the TensorFlow step with XLA (JAX always does)."""
 
-    def __init__(self, loss_fn, variables, all_variables, optimizer):
+    def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False):
         self.variables = list(variables)
         self.optimizer = optimizer
         optimizer.build(self.variables)
         if backend() == "tensorflow":
-            self._step = self._tensorflow_step(loss_fn)
+            self._step = self._tensorflow_step(loss_fn, xla)
         elif backend() == "jax":
             frozen = [v for v in all_variables if all(v is not t for t in self.variables)]
             self._step = self._jax_step(loss_fn, frozen)
@@ -89,7 +90,7 @@ class TrainStep:
     def __call__(self, batch):
         return float(self._step(batch))
 
-    def _tensorflow_step(self, loss_fn):
+    def _tensorflow_step(self, loss_fn, xla):
         import tensorflow as tf
 
         strategy = _strategy
@@ -105,7 +106,7 @@ class TrainStep:
             return loss
 
         if strategy is None:
-            return tf.function(replica_step, reduce_retracing=True)
+            return tf.function(replica_step, reduce_retracing=True, jit_compile=xla)
 
         @tf.function(reduce_retracing=True)
         def distributed_step(per_replica_batch):

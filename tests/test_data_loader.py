@@ -265,3 +265,14 @@ def test_sample_gender_labels_are_1_and_2(sample_t1):
                                   "original_desen_gender.csv"])
 def test_sample_sources_are_all_known_to_t1(sample_t1, name):
     assert read_transfer(SAMPLE / name, sample_t1.vocab).n_unknown == 0
+
+
+def test_prefetched_batches_keep_their_order_and_raise_errors():
+    assert list(dl.prefetched(iter(range(10)))) == list(range(10))
+
+    def failing():
+        yield 1
+        raise ValueError("broken batch")
+
+    with pytest.raises(ValueError, match="broken batch"):
+        list(dl.prefetched(failing()))

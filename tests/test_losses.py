@@ -96,3 +96,4 @@ def test_other_labels_never_repeat_the_truth():
     truth = np.array([0, 1, 2, 2, 1, 0] * 50)
     others = data_loader.other_labels(np.random.default_rng(0), truth, 3)
     assert (others != truth).all() and set(others) == {0, 1, 2}
+
