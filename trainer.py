@@ -27,6 +27,7 @@ def make_deterministic():
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+        tf.get_logger().setLevel("ERROR")  # one trace per stage and task is expected, not a warning
 
 
 SHARED_KEYS = ("sampled", "num_tries")  # batch entries that are not per example

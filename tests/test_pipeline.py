@@ -93,3 +93,23 @@ def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
     assert weights.stat().st_mtime_ns == written
     run_all.main(argv[:-1] + ["--seed=1"])  # other settings: trained again
     assert weights.stat().st_mtime_ns != written
+
+
+def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthetic_dir, tmp_path, monkeypatch):
+    import reproduce
+
+    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1-2", "seeds": {},
+                                                         "other_seeds": [0]}})
+    monkeypatch.setattr(reproduce, "METHODS", ("conure", "sinmoall"))
+    for method in ("conure", "sinmoall"):
+        run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}",
+                      "--tasks=1-2", f"--method={method}", "--verbose=0"])
+    reproduce.report(destination=tmp_path)
+    text = (tmp_path / "REPRODUCTION.md").read_text()
+    conure, sinmoall = text.split("### SinMoAll: each task after every later stage")
+    t1_row = [line for line in conure.splitlines() if line.startswith("| T1 next_item (HR@5) |")]
+    assert t1_row and t1_row[-1].endswith("unchanged, bit-identical scores |")
+    t1_row = [line for line in sinmoall.splitlines() if line.startswith("| T1 next_item (HR@5) |")][0]
+    assert "unchanged" not in t1_row
+    assert "Zero forgetting: holds" in text
