@@ -4,9 +4,10 @@ Model and loss code is backend-neutral (keras.ops); only taking gradients differ
 tf.GradientTape inside tf.function, or jax.value_and_grad over a stateless call under jax.jit.
 
 Data parallelism uses the backends' own engines: tf.distribute.MirroredStrategy (every GPU, else
-every logical CPU device) or keras.distribution.DataParallel on JAX (every device). Build the model
-and the TrainStep inside `data_parallel(True)`; each batch is split evenly across the devices,
-and the arrays every device needs whole (SHARED_KEYS) are replicated.
+every logical CPU device; MultiWorkerMirroredStrategy when TF_CONFIG names several machines) or
+keras.distribution.DataParallel on JAX (every device; every host's when KERAS_DISTRIBUTION_* name
+several). Build the model and the TrainStep inside `data_parallel(True)`; each batch is split evenly
+across the devices, and the arrays every device needs whole (SHARED_KEYS) are replicated.
 """
 import contextlib
 import os
@@ -32,6 +33,7 @@ def make_deterministic():
 
 SHARED_KEYS = ("sampled", "num_tries")  # batch entries that are not per example
 _strategy = None  # the tf.distribute strategy while data_parallel(True) is active
+_hosts_joined = []  # JAX: keras.distribution.initialize() runs once per process
 
 
 @contextlib.contextmanager
@@ -44,14 +46,20 @@ def data_parallel(enabled):
     if backend() == "tensorflow":
         import tensorflow as tf
 
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        _strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        if "TF_CONFIG" in os.environ:  # several machines: every worker runs the same command
+            _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            _strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
         try:
             with _strategy.scope():
                 yield
         finally:
             _strategy = None
     else:
+        if "KERAS_DISTRIBUTION_JOB_ADDRESSES" in os.environ and not _hosts_joined:
+            keras.distribution.initialize()  # several hosts, from KERAS_DISTRIBUTION_* variables
+            _hosts_joined.append(True)
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         try:
