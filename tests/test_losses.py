@@ -1,12 +1,16 @@
 """Losses against brute-force references, and the negative samplers they rely on."""
 import math
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
 import data_loader
 import losses
+import metrics
+import trainer
+from nextitnet import ConureModel, NextItemHead
 
 
 def expected_count(ids, num_tries, n_classes):
@@ -97,3 +101,51 @@ def test_other_labels_never_repeat_the_truth():
     others = data_loader.other_labels(np.random.default_rng(0), truth, 3)
     assert (others != truth).all() and set(others) == {0, 1, 2}
 
+
+
+def loss_and_grads(loss_fn, variables):
+    """Loss and gradients of loss_fn() w.r.t. variables, on the current backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return float(loss), [ops.convert_to_numpy(g) for g in tape.gradient(loss, variables)]
+    import jax
+
+    def pure(values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return loss_fn()
+
+    loss, grads = jax.value_and_grad(pure)([v.value for v in variables])
+    return float(loss), [np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 23, 64])
+def test_item_chunked_softmax_matches_the_plain_one_with_gradients(chunk):
+    rng = np.random.default_rng(3)
+    hidden = keras.Variable(rng.normal(size=(9, 6)).astype("float32"))
+    weight = keras.Variable(rng.normal(size=(23, 6)).astype("float32"))
+    bias = keras.Variable(rng.normal(size=23).astype("float32"))
+    labels = rng.integers(0, 23, size=9)
+    variables = [hidden, weight, bias]
+    plain = loss_and_grads(lambda: ops.mean(losses.full_softmax(hidden, labels, weight, bias)), variables)
+    chunked = loss_and_grads(lambda: ops.mean(losses.full_softmax(hidden, labels, weight, bias, chunk)), variables)
+    assert chunked[0] == pytest.approx(plain[0], rel=1e-5)
+    for got, want in zip(chunked[1], plain[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_item_chunked_ranking_matches_ranks_from_the_score_matrix():
+    keras.utils.set_random_seed(0)
+    model = ConureModel(vocab_size=40, channels=8, dilations=(1,), kernel_size=3)
+    model.add_head(1, NextItemHead(40))
+    tokens = np.random.default_rng(0).integers(3, 40, size=(16, 9)).astype("int32")
+    truth = np.random.default_rng(1).integers(3, 40, size=16).astype("int32")
+    scores = trainer.compiled(lambda t: model.task_scores(t, 1), model.variables)(tokens)
+    ranks, top, _ = trainer.compiled(lambda t, y: model.task_ranks(t, y, 1, chunk=7, excluded=(0, 1, 2)),
+                                     model.variables)(tokens, truth)
+    np.testing.assert_array_equal(ranks, metrics.ranks_of(scores, truth, excluded=(0, 1, 2)))
+    masked = scores.copy()
+    masked[:, :3] = -np.inf
+    np.testing.assert_array_equal(top, np.argsort(-masked, axis=1, kind="stable")[:, :5])
