@@ -266,7 +266,10 @@ def case_train(args) -> None:
             "full": 2 * positions * scale["items"] * scale["channels"]}
     rows = []
 
-    def measure(name, number, data, flops, precision="float32", constant=False, xla=False, chunk=65536, **config):
+    default_xla = backend == "tensorflow" and stage.DEFAULTS["xla"]
+
+    def measure(name, number, data, flops, precision="float32", constant=False, xla=default_xla, chunk=65536,
+                **config):
         cfg = {**base, **config, "precision": precision, "softmax_chunk": chunk}
         model = stage.build_model(t1.vocab.size, cfg, [
             {"task": 1, "n_targets": t1.n_targets, "l2": 0.0},
@@ -279,13 +282,13 @@ def case_train(args) -> None:
                      "TFLOP/s": f"{achieved:.3f}", "peak TFLOP/s": f"{peaks[precision]:.3f}",
                      "of peak": f"{achieved / peaks[precision]:.0%}",
                      "TTL epoch": _minutes(TTL_TRAIN_USERS / scale["batch"] / rate) if number == 1 else "-",
-                     "peak MB": f"{peak_memory_mb():,.0f}"})
+                     "peak MB so far": f"{peak_memory_mb():,.0f}"})
 
     measure("T1 sampled softmax", 1, t1, conv + head["sampled"])
     measure("T1 sampled, constant batch", 1, t1, conv + head["sampled"], constant=True)
     measure("T1 sampled", 1, t1, conv + head["sampled"], precision="mixed_bfloat16")
     if backend == "tensorflow":
-        measure("T1 sampled", 1, t1, conv + head["sampled"], xla=True)
+        measure("T1 sampled, XLA off", 1, t1, conv + head["sampled"], xla=False)
     measure("T1 full softmax, plain", 1, t1, conv + head["full"], full_softmax=True, chunk=0)
     measure("T1 full softmax, chunked", 1, t1, conv + head["full"], full_softmax=True, chunk=max(scale["items"] // 4, 1))
     measure("T2 BPR", 2, t2, conv_flops(scale["batch"] * 101, scale["channels"], scale["dilations"]))
