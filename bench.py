@@ -298,8 +298,8 @@ def case_train(args) -> None:
     rate = time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
     eval_flops = (conv_flops(100, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]) * rate
     print(f"\nT1 evaluation (item-chunked ranking, batch 256): {rate:,.0f} users/s, {eval_flops / 1e12:.3f} TFLOP/s "
-          f"({eval_flops / 1e12 / peaks['float32']:.0%} of the float32 peak); all 290k held-out TTL users in "
-          f"{_minutes(290_000 / rate)}")
+          f"({eval_flops / 1e12 / peaks['float32']:.0%} of the float32 peak); 290k held-out users at this scale's "
+          f"rate: {_minutes(290_000 / rate)}")
 
 
 def _device_name():
