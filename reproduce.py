@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import metrics
 import prepare_data
 import run_all
 import tasks
@@ -111,6 +112,19 @@ def cell(results, metric):
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
 
+def trivial_row(dataset):
+    """Popularity ranking / majority label on the same split, or None before Conure's T1 ran."""
+    first = run_dir(dataset, 0) / "Models" / "tp_t1"
+    if not (first / "manifest.json").exists():
+        return None
+    data = run_all.TaskDataCache(DATASETS[dataset]["data_dir"], first)
+    cells = []
+    for k in numbers_of(dataset):
+        result = metrics.trivial_baseline(data[k])
+        cells.append(" / ".join(f"{result[m]:.4f}" for m in metrics_of(k)))
+    return "| trivial (popularity / majority) | " + " | ".join(cells) + " |"
+
+
 def method_table(dataset):
     numbers = numbers_of(dataset)
     header = "| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers) + " |"
@@ -121,7 +135,8 @@ def method_table(dataset):
             results = collect(dataset, method, k)
             cells.append(" / ".join(cell(results, m) for m in metrics_of(k)) + f" (n={len(results)})")
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-    return lines
+    trivial = trivial_row(dataset)
+    return lines + ([trivial] if trivial else [])
 
 
 def storage_table(dataset):
@@ -253,7 +268,8 @@ def report(args=None, destination=ROOT):
              "Every method shares the data pipeline, the split (80/20, seed 10), the backbone and the metrics. "
              "All runs use run_all.py's quick preset (64 channels, 4 residual blocks), not the paper's full "
              "size, so that every method fits on 2 CPU cores. A metric cell is the mean ± standard deviation "
-             "over the seeds that finished (n); the held-out split is the whole 20%.", ""]
+             "over the seeds that finished (n); the held-out split is the whole 20%. A difference smaller "
+             "than the spread over seeds is noise.", ""]
     for dataset in DATASETS:
         lines += [f"## {dataset}", "",
                   f"Data: `{DATASETS[dataset]['data_dir']}`, tasks {DATASETS[dataset]['tasks']}. "
