@@ -109,7 +109,8 @@ def ensure_data(args, numbers):
 
 
 def evaluated_tasks(method, name, finished):
-    """(task, stage whose own results hold it) pairs to score with checkpoint `name`."""
+    """Finished tasks to score with checkpoint `name`: every earlier one for methods with one
+    shared model (Conure, SinMoAll), else only the stage's own task."""
     phase, number = stage.parse_stage(name)
     if method in ("conure", "sinmoall"):
         return [k for k in finished if k <= number]
@@ -124,7 +125,7 @@ def run(args):
     out_dir = Path(args.out_dir)
     names = stage_names(args.method, numbers)
     task_data = TaskDataCache(args.data_dir, out_dir / "Models" / names[0])
-    rows, stage_seconds, finished = [], {}, {}
+    rows, stage_seconds, finished = [], {}, set()
     started = time.time()
     for name in names:
         phase, number = stage.parse_stage(name)
@@ -133,7 +134,7 @@ def run(args):
         result = stage.run_stage(name, config, explicit, reuse=True)
         stage_seconds[name] = result["wall_seconds"]
         if phase != "tp":
-            finished[number] = name
+            finished.add(number)
         for k in evaluated_tasks(args.method, name, finished):
             if k == number and phase != "tp":
                 scored = result
