@@ -56,22 +56,31 @@ def prepare_ml1m():
     prepare_data.main(["movielens", f"--src={ML1M_WHEEL}", "--dataset=ml-1m", f"--out={data_dir}"])
 
 
-def run(args):
-    """Seed 0 of everything first, then the sweep, then the other seeds; MovieLens before TTL."""
-    prepare_ml1m()
-    order = ["ml-1m", "ttl-sample"]
-    for seed in sorted({s for d in order for m in METHODS for s in seeds_of(d, m)}):
-        for dataset in order:
-            spec = DATASETS[dataset]
-            for method in METHODS:
-                if seed in seeds_of(dataset, method):
-                    run_all.main([f"--data_dir={spec['data_dir']}", f"--out_dir={run_dir(dataset, seed)}",
-                                  f"--tasks={spec['tasks']}", f"--method={method}", f"--seed={seed}", "--verbose=0"])
+def experiments():
+    """(dataset, method, seed) in the order they run: the forgetting comparison (Conure, SinMoAll)
+    first, then the other baselines, the prune sweep (seed 0), then the other seeds."""
+    first = [("ttl-sample", "conure"), ("ttl-sample", "sinmoall"), ("ml-1m", "conure"), ("ml-1m", "sinmoall")]
+    pairs = first + [(d, m) for d in ("ml-1m", "ttl-sample") for m in METHODS if (d, m) not in first]
+    seeds = sorted({s for d, m in pairs for s in seeds_of(d, m)})
+    for seed in seeds:
+        for dataset, method in pairs:
+            if seed in seeds_of(dataset, method):
+                yield dataset, method, seed
         if seed == SWEEP["seed"]:
+            yield SWEEP["dataset"], "sweep", seed
+
+
+def run(args):
+    prepare_ml1m()
+    for dataset, method, seed in experiments():
+        spec = DATASETS[dataset]
+        if method == "sweep":
             for ratio in SWEEP["ratios"]:
-                run_all.main([f"--data_dir={DATASETS[SWEEP['dataset']]['data_dir']}", f"--out_dir={sweep_dir(ratio)}",
-                              f"--tasks={SWEEP['tasks']}", f"--seed={SWEEP['seed']}", f"--prune_ratio={ratio}",
-                              "--verbose=0"])
+                run_all.main([f"--data_dir={spec['data_dir']}", f"--out_dir={sweep_dir(ratio)}",
+                              f"--tasks={SWEEP['tasks']}", f"--seed={seed}", f"--prune_ratio={ratio}", "--verbose=0"])
+        else:
+            run_all.main([f"--data_dir={spec['data_dir']}", f"--out_dir={run_dir(dataset, seed)}",
+                          f"--tasks={spec['tasks']}", f"--method={method}", f"--seed={seed}", "--verbose=0"])
         report(args)
 
 
