@@ -250,10 +250,14 @@ def claims(dataset):
                      "(every earlier task's held-out scores hash the same after every later stage).")
     sinmoall = forgetting_rows(dataset, "sinmoall")
     if sinmoall is not None:
-        drops = [rows.iloc[-1][run_all.main_metric(k)] - rows.iloc[0][run_all.main_metric(k)]
-                 for k, rows in sinmoall.groupby("task") if len(rows) > 1]
-        lines.append(f"- SinMoAll forgets: its earlier tasks change by {', '.join(f'{d:+.4f}' for d in drops)} "
-                     "(main metric, own stage to last stage).")
+        changes = {k: rows.iloc[-1][run_all.main_metric(k)] - rows.iloc[0][run_all.main_metric(k)]
+                   for k, rows in sinmoall.groupby("task") if len(rows) > 1}
+        moved = {k for k, rows in sinmoall.groupby("task") if len(set(rows["scores_sha256"])) > 1}
+        drops = [f"T{k}" for k, change in changes.items() if change < 0]
+        lines.append(f"- SinMoAll: the scores of {len(moved)} of {len(changes)} earlier tasks change after later "
+                     f"stages ({', '.join(f'T{k} {c:+.4f}' for k, c in changes.items())}, main metric from own "
+                     f"stage to last). Those that drop: {', '.join(drops) or 'none'}; a rise means later tasks "
+                     "happened to help, which fine-tuning does not promise.")
     for other in ("sinmo", "finall", "peterrec", "finesmax"):
         wins, compared = 0, 0
         for k in numbers:
