@@ -6,7 +6,6 @@ in the repository).
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import data_loader
