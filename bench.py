@@ -290,13 +290,15 @@ def case_train(args) -> None:
     if backend == "tensorflow":
         measure("T1 sampled, XLA off", 1, t1, conv + head["sampled"], xla=False)
     measure("T1 full softmax, plain", 1, t1, conv + head["full"], full_softmax=True, chunk=0)
-    measure("T1 full softmax, chunked", 1, t1, conv + head["full"], full_softmax=True, chunk=max(scale["items"] // 4, 1))
+    measure("T1 full softmax, chunked", 1, t1, conv + head["full"], full_softmax=True,
+            chunk=max(scale["items"] // 4, 1))
     measure("T2 BPR", 2, t2, conv_flops(scale["batch"] * 101, scale["channels"], scale["dilations"]))
     _print_rows(rows)
     cfg = {**base, "eval_chunk": 65536}
     model = stage.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
     rate = time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
-    eval_flops = (conv_flops(100, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]) * rate
+    per_user = conv_flops(100, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]
+    eval_flops = per_user * rate
     print(f"\nT1 evaluation (item-chunked ranking, batch 256): {rate:,.0f} users/s, {eval_flops / 1e12:.3f} TFLOP/s "
           f"({eval_flops / 1e12 / peaks['float32']:.0%} of the float32 peak); 290k held-out users at this scale's "
           f"rate: {_minutes(290_000 / rate)}")

@@ -108,5 +108,6 @@ def load_weights(path, variables):
                 raise CheckpointError(f"{path}: no value for {variable.path}")
             value = saved[variable.path]
             if tuple(value.shape) != tuple(variable.shape):
-                raise CheckpointError(f"{path}: {variable.path} has shape {value.shape}, model expects {variable.shape}")
+                raise CheckpointError(
+                    f"{path}: {variable.path} has shape {value.shape}, model expects {variable.shape}")
             variable.assign(value)

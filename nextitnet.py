@@ -175,7 +175,8 @@ class NextItemHead(keras.layers.Layer):
         )
 
     def call(self, hidden):
-        return ops.matmul(hidden, ops.transpose(ops.cast(self.weight, hidden.dtype))) + ops.cast(self.bias, hidden.dtype)
+        logits = ops.matmul(hidden, ops.transpose(ops.cast(self.weight, hidden.dtype)))
+        return logits + ops.cast(self.bias, hidden.dtype)
 
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items}

@@ -150,7 +150,8 @@ def method_table(dataset):
 
 def storage_table(dataset):
     numbers = numbers_of(dataset)
-    lines = ["| method | " + " | ".join(f"T{k}" for k in numbers) + " | all tasks |", "|---|" + "---|" * (len(numbers) + 1)]
+    lines = ["| method | " + " | ".join(f"T{k}" for k in numbers) + " | all tasks |",
+             "|---|" + "---|" * (len(numbers) + 1)]
     for method in METHODS:
         stored = [collect(dataset, method, k) for k in numbers]
         values = [r[0]["stored_parameters"] if r else None for r in stored]
@@ -235,7 +236,8 @@ def epochs_line(dataset):
         result = load_json(seed_dir / "Results" / f"{name}.json")
         if result:
             config = result["config"]
-            parts.append(f"{name} {config['epochs']} epochs (batch {config['batch_size']}, lr {config['learning_rate']})")
+            parts.append(f"{name} {config['epochs']} epochs (batch {config['batch_size']}, "
+                         f"lr {config['learning_rate']})")
     return "; ".join(parts)
 
 
