@@ -260,6 +260,14 @@ def claims(dataset):
                      f"stages ({', '.join(f'T{k} {c:+.4f}' for k, c in changes.items())}, main metric from own "
                      f"stage to last). Those that drop: {', '.join(drops) or 'none'}; a rise means later tasks "
                      "happened to help, which fine-tuning does not promise.")
+    first = run_dir(dataset, 0) / "Models" / "tp_t1"
+    if (first / "manifest.json").exists():
+        data = run_all.TaskDataCache(DATASETS[dataset]["data_dir"], first)
+        beaten = [k for k in numbers_of(dataset) if collect(dataset, "conure", k) and np.mean(
+            [r[run_all.main_metric(k)] for r in collect(dataset, "conure", k)]) > metrics.trivial_baseline(
+            data[k])[run_all.main_metric(k)]]
+        lines.append(f"- Conure beats the trivial baseline (popularity / majority, main metric) on "
+                     f"{len(beaten)} of {len(numbers_of(dataset))} tasks: {', '.join(f'T{k}' for k in beaten) or 'none'}.")
     for other in ("sinmo", "finall", "peterrec", "finesmax"):
         wins, compared = 0, 0
         for k in numbers:
