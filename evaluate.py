@@ -1,11 +1,18 @@
 """Evaluate task K with the checkpoint of any stage at or after K's retrain (or any baseline
-checkpoint that holds task K).
+checkpoint that holds task K), or prove on the weights that K's predictions cannot have changed.
 
     python evaluate.py --task=1 --stage=ret_t4 [--data_dir=Data/Session --out_dir=Data --eval_cap=0]
+    python evaluate.py --task=1 --stage=ret_t4 --proof
 
-Prints the held-out metrics and writes them, with `scores_sha256` (SHA-256 of the held-out score
-matrix), to <out_dir>/Results/eval_t<K>_<stage>.json. Equal hashes for T1 after ret_t1 and after
-ret_t4 mean T1's predictions did not change by a single bit: zero forgetting.
+The first prints the held-out metrics and writes them, with `scores_sha256` (SHA-256 of the
+held-out score matrix) and the settings it was computed under, to
+<out_dir>/Results/eval_t<K>_<stage>.json. Two hashes compare only under equal settings (the
+evaluation settings, backend, library versions, device and CPU kernels are recorded with each).
+
+--proof compares every parameter task K's inference reads between K's own checkpoint (ret_tK;
+sinmo_t1 or <method>_tK for a baseline) and --stage, bit for bit, and prints
+`parameters read by T<K>: <N> compared, <M> identical`. It exits 0 only when N == M; otherwise
+it exits 1 and names the first parameter that differs. It holds on any machine.
 """
 import argparse
 import sys
@@ -13,14 +20,17 @@ from pathlib import Path
 
 import checkpoint
 import data_loader
+import proof
+import pruning
 import stage
 import tasks
 
 
-def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=256,
+def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=None,
                   data=None):
     """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them.
-    `data`: the task's split data, if the caller already loaded it with this chain's vocabulary."""
+    Evaluation settings default to the checkpoint's. `data`: the task's split data, if the caller
+    already loaded it with this chain's vocabulary."""
     phase, _ = stage.parse_stage(stage_name)
     if stage_name == f"tp_t{number}":
         raise stage.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
@@ -29,7 +39,8 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(stage_name))
     entry = stage.chain_entry(manifest, number)
     config = {**manifest["config"], "data_dir": data_dir, "eval_cap": eval_cap,
-              "eval_batch_size": eval_batch_size}
+              "eval_batch_size": eval_batch_size or manifest["config"]["eval_batch_size"]}
+    stage.validate(config)
     prints = stage.fingerprints(config, number)
     if prints["t1_sha256"] != manifest["t1_sha256"] or prints["task_sha256"] != entry["sha256"]:
         raise checkpoint.CheckpointError(
@@ -41,6 +52,15 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     return result
 
 
+def prove_task(number, stage_name, out_dir="Data", reference=None):
+    """The weight-level proof for task `number` between its own checkpoint and `stage_name`."""
+    stage.parse_stage(stage_name)
+    reference = reference or proof.own_stage(stage_name, number)
+    stage.chain_entry(checkpoint.read_manifest(Path(out_dir) / "Models" / stage_name, stage.script_for(stage_name)),
+                      number)
+    return proof.prove_stage(number, stage_name, Path(out_dir) / "Models", reference)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", type=int, required=True, help="task number K (1..%d)" % len(tasks.TASKS))
@@ -48,13 +68,27 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
     parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
     parser.add_argument("--eval_cap", type=int, default=0, help="at most this many held-out examples (0: all)")
-    parser.add_argument("--eval_batch_size", type=int, default=stage.DEFAULTS["eval_batch_size"])
+    parser.add_argument("--eval_batch_size", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--proof", action="store_true", help="compare the weights task K reads, bit for bit")
+    parser.add_argument("--reference", default=None, help="with --proof: the checkpoint to compare with "
+                                                           "(default: the task's own, e.g. ret_tK)")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_task(args.task, args.stage, args.data_dir, args.out_dir, args.eval_cap, args.eval_batch_size)
-    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError) as e:
+        if args.proof:
+            result = prove_task(args.task, args.stage, args.out_dir, args.reference)
+        else:
+            result = evaluate_task(args.task, args.stage, args.data_dir, args.out_dir, args.eval_cap,
+                                   args.eval_batch_size)
+    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError, pruning.OwnershipError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if args.proof:
+        print(result.line())
+        if not result.holds:
+            print(f"first difference ({result.reference} vs {result.stage}): {result.first_difference}",
+                  file=sys.stderr)
+            sys.exit(1)
+        return result
     print(f"T{args.task} ({result['task_name']}) with {args.stage}, {result['n_eval']:,} held-out examples: "
           + stage.format_metrics(result))
     print(f"scores_sha256 {result['scores_sha256']}")

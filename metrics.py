@@ -67,3 +67,26 @@ def trivial_baseline(data):
     candidates = np.sort(np.delete(counts, list(data.excluded_targets)))
     ranks = len(candidates) - np.searchsorted(candidates, counts[truth], side="right")
     return ranking_metrics(ranks)
+
+
+# Recorded with every hash but without effect on it: evaluation runs in fixed blocks of rows.
+NEUTRAL_SETTINGS = ("eval_batch_size",)
+
+
+def settings_differences(a, b):
+    """Why two score hashes cannot be compared: each evaluation setting that differs, or []."""
+    if not a or not b:
+        return ["evaluation settings not recorded"]
+    keys = sorted((set(a) | set(b)) - set(NEUTRAL_SETTINGS))
+    return [f"{k} {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k)]
+
+
+def hash_verdict(evaluations):
+    """'bit-identical', 'changed' or 'not comparable: <reason>' for one task's evaluations
+    [(scores_sha256, eval_settings), ...]: a hash says nothing next to one made under other settings."""
+    first_hash, first_settings = evaluations[0]
+    for sha, settings in evaluations[1:]:
+        differences = settings_differences(first_settings, settings)
+        if differences:
+            return "not comparable: " + "; ".join(differences)
+    return "bit-identical" if all(sha == first_hash for sha, _ in evaluations) else "changed"

@@ -12,18 +12,21 @@ trains each task for the epochs of Conure's tp and ret stages together, from the
 Outputs of a baseline carry its name: Results/summary_<method>.md and so on.
 """
 import argparse
+import json
 import runpy
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import checkpoint
 import data_loader
 import evaluate
 import metrics
 import prepare_data
+import proof
 import stage
 import tasks
 
@@ -140,7 +143,7 @@ def run(args):
                 scored = result
             else:
                 scored = evaluate.evaluate_task(k, name, args.data_dir, args.out_dir, data=task_data[k])
-            rows.append(summary_row(args.method, k, name, scored))
+            rows.append(summary_row(args.method, k, name, scored, out_dir / "Models"))
     baselines = {k: metrics.trivial_baseline(task_data[k]) for k in numbers}
     write_summary(out_dir, args, rows, baselines, stage_seconds, time.time() - started)
 
@@ -163,10 +166,35 @@ def main_metric(number):
     return "accuracy" if tasks.task(number).kind == "class" else "HR@5"
 
 
-def summary_row(method, number, name, result):
+def summary_row(method, number, name, result, models_dir):
+    """One evaluation of task `number` with checkpoint `name`: metrics, score hash and its settings,
+    and the weight-level proof against the task's own checkpoint (empty for that checkpoint)."""
     keep = ("MRR@5", "HR@5", "NDCG@5", "accuracy", "pairwise_accuracy", "n_eval", "scores_sha256")
-    return {"method": method, "task": number, "task_name": tasks.task(number).name, "stage": name,
-            **{k: result[k] for k in keep if k in result}}
+    row = {"method": method, "task": number, "task_name": tasks.task(number).name, "stage": name,
+           **{k: result[k] for k in keep if k in result}, "eval_settings": json.dumps(result.get("eval_settings")),
+           "proof_compared": None, "proof_identical": None}
+    if proof.own_stage(name, number) != name:
+        found = proof.prove_stage(number, name, models_dir)
+        row.update({"proof_compared": found.compared, "proof_identical": found.identical})
+    return row
+
+
+def proof_text(row):
+    if pd.isna(row["proof_compared"]):
+        return "own"
+    return f"{int(row['proof_identical']):,}/{int(row['proof_compared']):,}"
+
+
+def task_verdict(task_rows):
+    """(unchanged, text) for one task's evaluations: its score hashes, compared like with like,
+    and the weight-level proofs against its own checkpoint."""
+    hashes = metrics.hash_verdict([(r["scores_sha256"], json.loads(r["eval_settings"])) for r in task_rows])
+    proofs = [r for r in task_rows if not pd.isna(r["proof_compared"])]
+    weights_kept = all(r["proof_compared"] == r["proof_identical"] for r in proofs)
+    text = f"scores {hashes}" + (
+        f"; {'every parameter it reads bit-identical' if weights_kept else 'the parameters it reads changed'}"
+        if proofs else "")
+    return hashes == "bit-identical" and weights_kept, text
 
 
 def suffix(method):
@@ -174,8 +202,6 @@ def suffix(method):
 
 
 def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
-    import pandas as pd
-
     results = out_dir / "Results"
     table = pd.DataFrame(rows)
     table.to_csv(results / f"summary{suffix(args.method)}.csv", index=False)
@@ -190,13 +216,19 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
              f"Backend {stage.trainer.backend()}; every number below is on the whole held-out split; wall times are in "
              f"timings{suffix(args.method)}.md.", "",
              "## Main metric after each stage (HR@5 for item tasks, accuracy for classification)", "",
-             "| task | " + " | ".join(stages) + " | scores unchanged since the task finished |",
+             "Each cell: the metric, the first 8 hex digits of the held-out score hash, and the weight-level "
+             "proof against the task's own checkpoint (parameters the task reads that are bit-identical / "
+             "compared; `own` in that checkpoint). A hash depends on the evaluation settings, the hardware and "
+             "the library build; the proof does not.", "",
+             "| task | " + " | ".join(stages) + " | since the task finished |",
              "|---|" + "---|" * len(stages) + "---|"]
-    for i, k in enumerate(numbers):
-        hashes = list(table[table["task"] == k]["scores_sha256"])
-        same = "yes, bit-identical" if len(set(hashes)) == 1 else f"no: {len(set(hashes))} different score hashes"
-        cells = ["" if np.isnan(v) else f"{v:.4f}" for v in matrix[i]]
-        lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells) + f" | {same} ({len(hashes)} evaluations) |")
+    cells = {(r["task"], r["stage"]): f"{r[main_metric(r['task'])]:.4f} `{r['scores_sha256'][:8]}` {proof_text(r)}"
+             for r in rows}
+    for k in numbers:
+        task_rows = [r for r in rows if r["task"] == k]
+        verdict = task_verdict(task_rows)[1] if len(task_rows) > 1 else "(no later stage)"
+        lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
+                     + f" | {verdict} ({len(task_rows)} evaluations) |")
     lines += ["", "## After the last stage, against the trivial baseline", "",
               "Trivial baseline: items ranked by training popularity, or the majority training label.", "",
               "| task | metric | model | trivial | margin |", "|---|---|---|---|---|"]

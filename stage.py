@@ -184,6 +184,8 @@ def validate(config):
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
         need(config[key] is None or isinstance(config[key], int) and config[key] > 0,
              f"{key}={config[key]!r}: must be an integer > 0")
+    need(config["eval_batch_size"] % EVAL_BLOCK == 0,
+         f"eval_batch_size={config['eval_batch_size']}: must be a multiple of {EVAL_BLOCK} (rows are scored in blocks)")
     need(config["learning_rate"] > 0, f"learning_rate={config['learning_rate']!r}: must be > 0")
     need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
@@ -339,6 +341,7 @@ def stored_parameters(model, number, phase):
 # ----------------------------------------------------------------------------- train / evaluate
 
 _compiled = weakref.WeakKeyDictionary()
+EVAL_BLOCK = 64  # rows per compiled block of evaluation (see `blocked`)
 
 
 def compiled_method(model, key, fn):
@@ -349,8 +352,29 @@ def compiled_method(model, key, fn):
     return cache[key]
 
 
+def blocked(fn):
+    """`fn` mapped over blocks of EVAL_BLOCK rows. Matmul kernels pick their summation order by
+    shape, so a row's scores could depend on how many rows share its batch; in fixed blocks every
+    row is computed with the same shapes, and eval_batch_size (a multiple of the block) is only
+    a memory and speed setting."""
+    def run(*arrays):
+        blocks = tuple(keras.ops.reshape(a, (-1, EVAL_BLOCK, *a.shape[1:])) for a in arrays)
+        out = keras.ops.map(lambda block: fn(*block), blocks)
+        return keras.tree.map_structure(lambda o: keras.ops.reshape(o, (-1, *o.shape[2:])), out)
+    return run
+
+
+def eval_settings(config, item_chunked):
+    """Everything that changes the evaluated floats: score hashes compare only under equal settings."""
+    return {"eval_block": EVAL_BLOCK, "eval_batch_size": config["eval_batch_size"],
+            "eval_mode": "item-chunked ranks" if item_chunked else "score matrix",
+            "eval_chunk": config["eval_chunk"] if item_chunked else None,
+            "precision": config["precision"], **trainer.numerics()}
+
+
 def evaluate(model, number, data, config, phase="infer"):
-    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256.
+    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256
+    and the settings it was computed under (`eval_settings`).
 
     Item tasks with more than `eval_chunk` targets are ranked on the device, item chunk by item
     chunk, without the score matrix; their scores_sha256 then covers the ranks, the top 5 and the
@@ -362,10 +386,10 @@ def evaluate(model, number, data, config, phase="infer"):
     item_chunked = data.kind != "class" and 0 < chunk < data.n_targets
     if item_chunked:
         excluded = data.excluded_targets
-        run = compiled_method(model, ("ranks", number, phase, chunk), lambda t, y: model.task_ranks(
-            t, y, number, phase, chunk, excluded))
+        run = compiled_method(model, ("ranks", number, phase, chunk), blocked(lambda t, y: model.task_ranks(
+            t, y, number, phase, chunk, excluded)))
     else:
-        run = compiled_method(model, ("scores", number, phase), lambda t: model.task_scores(t, number, phase))
+        run = compiled_method(model, ("scores", number, phase), blocked(lambda t: model.task_scores(t, number, phase)))
     hasher = metrics.ScoreHasher()
     ranks, class_scores = [], []
     size = config["eval_batch_size"]
@@ -389,7 +413,7 @@ def evaluate(model, number, data, config, phase="infer"):
     else:
         result = metrics.ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
     return {**result, "n_eval": int(len(truth)), "eval_capped": bool(config["eval_cap"]) and len(truth) < data.n_test,
-            "eval_mode": "item-chunked ranks" if item_chunked else "score matrix", "scores_sha256": hasher.hexdigest()}
+            "scores_sha256": hasher.hexdigest(), "eval_settings": eval_settings(config, item_chunked)}
 
 
 def format_metrics(result):

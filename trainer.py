@@ -11,6 +11,7 @@ across the devices, and the arrays every device needs whole (SHARED_KEYS) are re
 """
 import contextlib
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -195,3 +196,40 @@ def compiled(fn, variables):
 
     jitted = jax.jit(pure)
     return lambda *args: keras.tree.map_structure(np.asarray, jitted([v.value for v in variables], *args))
+
+
+def numerics():
+    """What, besides the inputs and weights, decides the bits a computation returns here: backend,
+    library versions, device, and the CPU kernels' settings (oneDNN, intra-op threads)."""
+    import platform
+
+    settings = {"backend": backend(), "keras": keras.__version__, "numpy": np.__version__}
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else None
+        settings.update({"tensorflow": tf.__version__, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+                         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()
+                         or int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0)) or os.cpu_count()})
+    else:
+        import jax
+
+        first = jax.devices()[0]
+        device = first.device_kind if first.platform != "cpu" else None
+        settings.update({"jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                         "cpu_threads": os.cpu_count()})
+    settings["device"] = device or f"CPU {cpu_model()} ({platform.machine()}, {os.cpu_count()} cores)"
+    return settings
+
+
+def cpu_model():
+    """The CPU's model name and its widest vector extension (AVX-512 changes kernel choices)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return f"{name}, {widest}" if widest else name

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic TTL data and a helper that runs stage scripts in-process."""
 import os
 import runpy
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,3 +40,14 @@ def t1_run(synthetic_dir, tmp_path_factory):
     """tp_t1 then ret_t1 on the tiny synthetic data: (out_dir, tp results, ret results)."""
     out = tmp_path_factory.mktemp("t1_run")
     return out, run_stage("tp_t1", synthetic_dir, out), run_stage("ret_t1", synthetic_dir, out)
+
+
+@pytest.fixture(scope="session")
+def conure_chain(t1_run, synthetic_dir, tmp_path_factory):
+    """T1 (from t1_run), then T2 and T3 with Conure: (out_dir, {stage: results})."""
+    out = tmp_path_factory.mktemp("chain")
+    shutil.copytree(t1_run[0], out, dirs_exist_ok=True)
+    results = {"ret_t1": t1_run[2]}
+    for name in ("tp_t2", "ret_t2", "tp_t3", "ret_t3"):
+        results[name] = run_stage(name, synthetic_dir, out)
+    return out, results

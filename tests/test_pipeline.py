@@ -11,21 +11,11 @@ import run_all
 from conftest import run_stage
 
 
-@pytest.fixture(scope="module")
-def conure_chain(t1_run, synthetic_dir, tmp_path_factory):
-    """T1 (from t1_run), then T2 and T3 with Conure: {stage: results}."""
-    out = tmp_path_factory.mktemp("chain")
-    shutil.copytree(t1_run[0], out, dirs_exist_ok=True)
-    results = {"ret_t1": t1_run[2]}
-    for name in ("tp_t2", "ret_t2", "tp_t3", "ret_t3"):
-        results[name] = run_stage(name, synthetic_dir, out)
-    return out, results
-
-
 def test_earlier_tasks_score_bit_identically_after_two_later_tasks(conure_chain, synthetic_dir):
     out, results = conure_chain
     for task, own in ((1, "ret_t1"), (2, "ret_t2")):
         later = evaluate.evaluate_task(task, "ret_t3", synthetic_dir, out)
+        assert later["eval_settings"] == results[own]["eval_settings"]  # like with like
         assert later["scores_sha256"] == results[own]["scores_sha256"]
 
 
@@ -37,6 +27,7 @@ def test_plain_fine_tuning_changes_earlier_task_scores(synthetic_dir, tmp_path):
     for task in (1, 2):
         later = evaluate.evaluate_task(task, "sinmoall_t3", synthetic_dir, tmp_path)
         assert later["scores_sha256"] != own[task]["scores_sha256"]
+        assert not evaluate.prove_task(task, "sinmoall_t3", tmp_path).holds
 
 
 def test_ownership_accumulates_the_release_shares(conure_chain):
@@ -72,7 +63,9 @@ def test_run_all_writes_the_summary_with_bit_identical_rows(synthetic_dir, tmp_p
     run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}", "--tasks=1-2", "--verbose=0"])
     results = tmp_path / "Results"
     summary = (results / "summary.md").read_text()
-    assert "| T1 next_item |" in summary and summary.count("yes, bit-identical") == 2
+    t1_row = next(line for line in summary.splitlines() if line.startswith("| T1 next_item |"))
+    assert t1_row.count(" own ") == 1 and "scores bit-identical; every parameter it reads bit-identical" in t1_row
+    assert len({cell.split("`")[1] for cell in t1_row.split("|")[2:5]}) == 1  # one score hash in every cell
     assert (results / "forgetting.png").stat().st_size > 1000
     rows = (results / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("method,task,task_name,stage") and len(rows) == 1 + 3 + 1  # T1 x 3 stages, T2 x 1
@@ -109,7 +102,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     text = (tmp_path / "REPRODUCTION.md").read_text()
     conure, sinmoall = text.split("### SinMoAll: each task after every later stage")
     t1_row = [line for line in conure.splitlines() if line.startswith("| T1 next_item (HR@5) |")]
-    assert t1_row and t1_row[-1].endswith("unchanged, bit-identical scores |")
+    assert t1_row and "unchanged: scores bit-identical; every parameter it reads bit-identical" in t1_row[-1]
     t1_row = [line for line in sinmoall.splitlines() if line.startswith("| T1 next_item (HR@5) |")][0]
     assert "unchanged" not in t1_row
     assert "Zero forgetting: holds" in text

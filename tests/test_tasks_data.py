@@ -1,0 +1,81 @@
+"""What the model is fed: T1 batches and held-out inputs, the separator, and the release's split."""
+import numpy as np
+import pytest
+
+import data_loader as dl
+from data_loader import PAD, SEP, T1Task, TransferTask
+
+SEQ = 6
+CONFIG = {"batch_size": 4, "seed": 0, "full_softmax": False, "exclude_padding": False,
+          "num_sampled_ratio": 0.5, "rho": 0.3}
+
+
+@pytest.fixture
+def t1_task(tmp_path):
+    """20 users, left-padded lines of 6 tokens (half of them with padding)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for user in range(20):
+        length = SEQ if user % 2 else 3
+        lines.append(",".join(["0"] * (SEQ - length) + [f"i{x}" for x in rng.integers(0, 9, length)]))
+    path = tmp_path / "t1.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return T1Task(dl.read_t1(path), split_seed=10, holdout=0.2, path=path)
+
+
+@pytest.fixture
+def clicks_task(t1_task, tmp_path):
+    lines = [",".join(["0"] * 3 + ["i1", "i2", "i3"]) + ",,c1,c2", ",".join(["i4"] * SEQ) + ",,c2"] * 5
+    path = tmp_path / "clicks.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return TransferTask(dl.read_transfer(path, t1_task.vocab), "item", 10, 0.2, path)
+
+
+def first_batch(task, **config):
+    return next(iter(task.train_batches({**CONFIG, **config}, epoch=0)))
+
+
+def test_t1_labels_are_the_inputs_shifted_by_one(t1_task):
+    batch = first_batch(t1_task)
+    np.testing.assert_array_equal(batch["tokens"][:, 1:], batch["labels"][:, :-1])
+    lines = np.concatenate([batch["tokens"], batch["labels"][:, -1:]], axis=1)
+    training_lines = {tuple(line) for line in t1_task.train_ids}
+    assert all(tuple(line) in training_lines for line in lines)
+
+
+def test_t1_padding_targets_count_unless_excluded(t1_task):
+    counted = first_batch(t1_task)
+    assert (counted["labels"] == PAD).any() and (counted["weights"] == 1).all()  # the release's loss
+    excluded = first_batch(t1_task, exclude_padding=True)
+    np.testing.assert_array_equal(excluded["weights"], (excluded["labels"] != PAD).astype(np.float32))
+
+
+def test_t1_held_out_input_is_99_of_100_tokens_and_the_truth_the_100th(tmp_path):
+    path = tmp_path / "t1.csv"
+    path.write_text("".join(",".join(f"u{u}i{t}" for t in range(100)) + "\n" for u in range(10)))
+    task = T1Task(dl.read_t1(path), split_seed=10, holdout=0.2, path=path)
+    tokens, truth = task.test_inputs()
+    assert tokens.shape == (2, 99) and task.seq_len == 99
+    np.testing.assert_array_equal(tokens, task.test_ids[:, :99])
+    np.testing.assert_array_equal(truth, task.test_ids[:, 99])
+
+
+def test_transfer_input_is_the_source_then_the_separator(clicks_task):
+    tokens, _ = clicks_task.test_inputs()
+    assert tokens.shape[1] == SEQ + 1 and clicks_task.seq_len == SEQ + 1
+    assert (tokens[:, -1] == SEP).all()
+    np.testing.assert_array_equal(tokens[:, :-1], clicks_task.sources[clicks_task.test_lines])
+    batch = first_batch(clicks_task)
+    assert (batch["tokens"][:, -1] == SEP).all() and not (batch["tokens"][:, :-1] == SEP).any()
+
+
+@pytest.mark.parametrize("n", [10, 1234, 9490])
+def test_split_is_the_release_permutation_with_seed_10(n):
+    # the release: np.random.seed(10); shuffled = np.random.permutation(np.arange(n));
+    # dev_sample_index = -1 * int(0.2 * float(n)); train, test = shuffled[:dev], shuffled[dev:]
+    np.random.seed(10)
+    shuffled = np.random.permutation(np.arange(n))
+    dev_sample_index = -1 * int(0.2 * float(n))
+    train, test = dl.split(n, 10, 0.2, "file")
+    np.testing.assert_array_equal(train, shuffled[:dev_sample_index])
+    np.testing.assert_array_equal(test, shuffled[dev_sample_index:])
