@@ -6,15 +6,18 @@ Edit the block below or override any entry: python conure_ret_t2.py --epochs=5
 # ------------------------------ hyperparameters ------------------------------
 data_dir = "Data/Session"  # TTL files (SPEC section 2)
 out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
-epochs = 30
+epochs = 30                # the cap when `valid` stops the stage early
+valid = 0.0                # share of the training examples set aside to choose the best epoch (0: the
+                           # release's fixed schedule); the 20% held-out split is never used for it
+patience = 0               # with valid: stop after this many evaluations without improvement (0: never)
 batch_size = 512
 learning_rate = 1e-4
 seed = 0
-l2 = 0.02                  # L2 penalty on the clicks target table
+l2 = None                  # L2 penalty on the clicks target table (None: its value in tasks.py)
 rho = 0.3                  # LambdaFM popularity sampler of the BPR negatives
 full_softmax = False       # True: softmax over all targets instead of BPR
-eval_every = 5             # epochs between held-out evaluations (0: only at the end)
-eval_cap = 0               # evaluate on at most this many held-out examples (0: all)
+eval_every = 5             # epochs between evaluations: on the validation slice, else held-out
+eval_cap = 0               # evaluate on at most this many examples (0: all)
 # -----------------------------------------------------------------------------
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ Edit the block below or override any entry: python conure_tp_t1.py --epochs=1 --
 # ------------------------------ hyperparameters ------------------------------
 data_dir = "Data/Session"  # TTL files (SPEC section 2)
 out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
-epochs = 4
+epochs = 4                 # the cap when `valid` stops the stage early
+valid = 0.0                # share of the training users set aside to choose the best epoch (0: the
+                           # release's fixed schedule); the 20% held-out split is never used for it
+patience = 0               # with valid: stop after this many evaluations without improvement (0: never)
 batch_size = 32
 learning_rate = 1e-3
 seed = 0                   # weight init, data order, negative sampling
@@ -19,8 +22,8 @@ prune_ratio = 0.7          # share of the weights left free for later tasks
 num_sampled_ratio = 0.2    # sampled-softmax negatives per step, as a share of the vocabulary
 full_softmax = False       # True: exact softmax over all items instead of the sampled one
 exclude_padding = False    # True: padding targets do not count in the loss (the release counts them)
-eval_every = 1             # epochs between held-out evaluations (0: only at the end)
-eval_cap = 0               # evaluate on at most this many held-out users (0: all)
+eval_every = 1             # epochs between evaluations: on the validation slice, else held-out
+eval_cap = 0               # evaluate on at most this many users (0: all)
 # -----------------------------------------------------------------------------
 
 if __name__ == "__main__":

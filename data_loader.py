@@ -439,6 +439,15 @@ def split(n, seed, holdout, path):
     return order[:-n_test], order[-n_test:]
 
 
+def split_valid(train, valid, path):
+    """(train, validation): the last int(valid * len(train)) of the training split set aside for
+    model selection; the held-out split is untouched."""
+    n_valid = int(valid * len(train))
+    if valid and (n_valid < 1 or n_valid == len(train)):
+        raise DataError(path, f"{len(train)} training examples are too few for a {valid:.0%} validation slice")
+    return (train[:-n_valid], train[-n_valid:]) if n_valid else (train, train[:0])
+
+
 def with_separator(sources):
     """T2+ input: the source tokens followed by the separator, where the user is read."""
     return np.concatenate([sources, np.full((len(sources), 1), SEP, dtype=sources.dtype)], axis=1)
@@ -521,13 +530,14 @@ def prefetched(batches, depth=2):
 
 
 class Batches:
-    """One epoch of training batches, made lazily. Data order depends only on (seed, epoch) and
-    each batch's sampling only on (seed, epoch, step), so any step can be rebuilt exactly."""
+    """One epoch of training batches, made lazily. Data order depends only on (seed, stream, epoch)
+    and each batch's sampling only on (seed, stream, epoch, step), so any step can be rebuilt
+    exactly. Each stage has its own `stream`: a retrain does not replay its train phase's batches."""
 
-    def __init__(self, n, batch_size, seed, epoch, make_batch):
-        self.order = np.random.default_rng([seed, epoch]).permutation(n)
+    def __init__(self, n, batch_size, seed, epoch, make_batch, stream=0):
+        self.order = np.random.default_rng([seed, stream, epoch]).permutation(n)
         self.batch_size = min(batch_size, n)
-        self.seed, self.epoch, self.make_batch = seed, epoch, make_batch
+        self.seed, self.stream, self.epoch, self.make_batch = seed, stream, epoch, make_batch
 
     def __len__(self):
         return len(self.order) // self.batch_size if self.batch_size else 0
@@ -538,7 +548,7 @@ class Batches:
     def from_step(self, start):
         for step in range(start, len(self)):
             rows = self.order[step * self.batch_size:(step + 1) * self.batch_size]
-            yield self.make_batch(rows, np.random.default_rng([self.seed, self.epoch, step]))
+            yield self.make_batch(rows, np.random.default_rng([self.seed, self.stream, self.epoch, step]))
 
 
 @dataclass
@@ -557,19 +567,22 @@ class TargetVocab:
 
 
 class T1Task:
-    """T1 next item: held-out users are whole lines; train on every position, evaluate the last."""
+    """T1 next item: held-out users are whole lines; train on every position, evaluate the last.
+    `valid` sets that share of the training users aside for model selection."""
     kind = "next_item"
     excluded_targets = (PAD, UNK, SEP)
     n_unknown = 0
 
-    def __init__(self, data, split_seed, holdout, path):
+    def __init__(self, data, split_seed, holdout, path, valid=0.0):
         train, test = split(len(data.ids), split_seed, holdout, path)
+        train, valid_rows = split_valid(train, valid, path)
         self.vocab = data.vocab
-        self.train_ids, self.test_ids = data.ids[train], data.ids[test]
-        self.n_train, self.n_test, self.n_targets = len(train), len(test), data.vocab.size
+        self.train_ids, self.valid_ids, self.test_ids = data.ids[train], data.ids[valid_rows], data.ids[test]
+        self.n_train, self.n_valid, self.n_test = len(train), len(valid_rows), len(test)
+        self.n_targets = data.vocab.size
         self.seq_len = data.ids.shape[1] - 1  # the model sees all tokens but the last
 
-    def train_batches(self, config, epoch):
+    def train_batches(self, config, epoch, stream=0):
         sampler = None
         if not config["full_softmax"]:
             sampler = LogUniformSampler(self.vocab.size, max(1, int(config["num_sampled_ratio"] * self.vocab.size)))
@@ -583,10 +596,15 @@ class T1Task:
                 batch["sampled"], batch["num_tries"] = sampler.sample(rng)
             return batch
 
-        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch)
+        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
+
+    def inputs(self, part="test"):
+        """(model input, truth) of the held-out ("test") or validation ("valid") users."""
+        ids = self.test_ids if part == "test" else self.valid_ids
+        return ids[:, :-1], ids[:, -1]
 
     def test_inputs(self):
-        return self.test_ids[:, :-1], self.test_ids[:, -1]
+        return self.inputs("test")
 
     def train_target_counts(self):
         """How often each id occurs in the training lines (for the popularity baseline)."""
@@ -597,8 +615,9 @@ class TransferTask:
     """T2+: examples are (source line, one target); the split is over examples (SPEC section 2)."""
     excluded_targets = ()
 
-    def __init__(self, data, kind, split_seed, holdout, path):
+    def __init__(self, data, kind, split_seed, holdout, path, valid=0.0):
         train, test = split(len(data.example_line), split_seed, holdout, path)
+        # target ids follow the whole training split's counts, so they do not depend on `valid`
         counts = np.bincount(data.target_codes[train], minlength=len(data.target_tokens))
         order = np.argsort(-counts, kind="stable")
         rank = np.empty_like(order)
@@ -609,11 +628,13 @@ class TransferTask:
         self.kind, self.sources, self.n_unknown = kind, data.sources, data.n_unknown
         self.seq_len = data.sources.shape[1] + 1  # source and separator
         self.targets = TargetVocab([data.target_tokens[i] for i in order], counts[order])
+        train, valid_rows = split_valid(train, valid, path)
         self.train_lines, self.train_targets = data.example_line[train], targets[train]
+        self.valid_lines, self.valid_targets = data.example_line[valid_rows], targets[valid_rows]
         self.test_lines, self.test_targets = data.example_line[test], targets[test]
-        self.n_train, self.n_test, self.n_targets = len(train), len(test), len(order)
+        self.n_train, self.n_valid, self.n_test, self.n_targets = len(train), len(valid_rows), len(test), len(order)
 
-    def train_batches(self, config, epoch):
+    def train_batches(self, config, epoch, stream=0):
         sampler = PopularitySampler(self.n_targets, config["rho"])
 
         def make_batch(rows, rng):
@@ -624,13 +645,20 @@ class TransferTask:
                                      else other_labels(rng, target, self.n_targets).astype(np.int32))
             return batch
 
-        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch)
+        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
+
+    def inputs(self, part="test"):
+        """(source + separator, target) of the held-out ("test") or validation ("valid") examples."""
+        lines, targets = (self.test_lines, self.test_targets) if part == "test" else (self.valid_lines,
+                                                                                      self.valid_targets)
+        return with_separator(self.sources[lines]), targets
 
     def test_inputs(self):
-        return with_separator(self.sources[self.test_lines]), self.test_targets
+        return self.inputs("test")
 
     def train_target_counts(self):
-        return np.asarray(self.targets.counts)
+        """How often each target occurs in the examples trained on (for the popularity baseline)."""
+        return np.bincount(self.train_targets, minlength=self.n_targets)
 
 
 def check_labels(path, data, train_counts, order):

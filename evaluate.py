@@ -20,6 +20,7 @@ from pathlib import Path
 
 import checkpoint
 import data_loader
+import fit
 import proof
 import pruning
 import stage
@@ -90,7 +91,7 @@ def main(argv=None):
             sys.exit(1)
         return result
     print(f"T{args.task} ({result['task_name']}) with {args.stage}, {result['n_eval']:,} held-out examples: "
-          + stage.format_metrics(result))
+          + fit.format_metrics(result))
     print(f"scores_sha256 {result['scores_sha256']}")
     return result
 

@@ -57,18 +57,6 @@ class ScoreHasher:
         return self._sha.hexdigest()
 
 
-def trivial_baseline(data):
-    """The same held-out metrics for a model that ignores the user: items ranked by training
-    popularity (ties in the item's favour), or the majority training label."""
-    counts = data.train_target_counts()
-    _, truth = data.test_inputs()
-    if data.kind == "class":
-        return {"accuracy": float(np.mean(truth == counts.argmax()))}
-    candidates = np.sort(np.delete(counts, list(data.excluded_targets)))
-    ranks = len(candidates) - np.searchsorted(candidates, counts[truth], side="right")
-    return ranking_metrics(ranks)
-
-
 # Recorded with every hash but without effect on it: evaluation runs in fixed blocks of rows.
 NEUTRAL_SETTINGS = ("eval_batch_size",)
 

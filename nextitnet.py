@@ -178,6 +178,10 @@ class NextItemHead(keras.layers.Layer):
         logits = ops.matmul(hidden, ops.transpose(ops.cast(self.weight, hidden.dtype)))
         return logits + ops.cast(self.bias, hidden.dtype)
 
+    def score(self, user):
+        """float32 scores of every item for ranking, whatever the compute dtype (bfloat16 ties)."""
+        return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.weight)) + self.bias
+
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items}
 
@@ -203,6 +207,10 @@ class TargetHead(keras.layers.Layer):
 
     def call(self, user):
         return ops.matmul(user, ops.transpose(ops.cast(self.table, user.dtype)))
+
+    def score(self, user):
+        """float32 scores of every target for ranking, whatever the compute dtype (bfloat16 ties)."""
+        return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.table))
 
     def penalty(self):
         return 0.5 * self.l2 * ops.sum(ops.square(self.table))
@@ -278,7 +286,7 @@ class ConureModel(keras.Model):
         """Scores of every target of `task` at the last position: [B, n_targets]."""
         self._use(task, phase)
         user = self.backbone(tokens, patches=self.patches.get(str(task)))[:, -1, :]
-        return ops.cast(self.head(task)(user), "float32")
+        return self.head(task).score(user)
 
     def task_ranks(self, tokens, truth, task, phase="infer", chunk=65536, excluded=(), k=5):
         """Ranking without the [B, n_targets] score matrix: item chunks of `chunk` columns, a count

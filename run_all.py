@@ -26,20 +26,14 @@ import data_loader
 import evaluate
 import metrics
 import prepare_data
+import presets
 import proof
+import simple_baselines
 import stage
 import tasks
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec")
-
-# The quick preset: a smaller backbone and fewer, faster epochs than the release.
-QUICK_ARCHITECTURE = {"channels": 64, "dilations": [1, 4, 1, 4]}
-QUICK = {
-    "t1": {"epochs": 6, "eval_every": 0},
-    "later": {"epochs": 6, "batch_size": 128, "learning_rate": 1e-3, "eval_every": 0},
-}
-
 
 def parse_tasks(text):
     """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
@@ -79,21 +73,9 @@ def stage_block(name):
     return block
 
 
-def preset_overrides(name, preset):
-    if preset == "paper":
-        return {}
-    phase, number = stage.parse_stage(name)
-    overrides = dict(QUICK["t1" if number == 1 else "later"])
-    if phase != "ret" and stage.previous_stage(name) is None:
-        overrides.update(QUICK_ARCHITECTURE)
-    if phase not in ("tp", "ret"):
-        overrides["epochs"] *= 2
-    return overrides
-
-
-def stage_config(name, args):
-    overrides = {**preset_overrides(name, args.preset), "data_dir": args.data_dir, "out_dir": args.out_dir,
-                 "seed": args.seed, "verbose": args.verbose}
+def stage_config(name, args, data_settings=None):
+    overrides = {**presets.overrides(name, args.preset, data_settings), "data_dir": args.data_dir,
+                 "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
     return {**stage.DEFAULTS, **stage_block(name), **overrides}, set(overrides) - {"data_dir", "out_dir"}
@@ -128,12 +110,15 @@ def run(args):
     out_dir = Path(args.out_dir)
     names = stage_names(args.method, numbers)
     task_data = TaskDataCache(args.data_dir, out_dir / "Models" / names[0])
+    data_settings = presets.DataSettings(args.data_dir) if args.preset == "converged" else None
+    if data_settings:
+        print(f"converged preset: settings tuned for {data_settings.name}")
     rows, stage_seconds, finished = [], {}, set()
     started = time.time()
     for name in names:
         phase, number = stage.parse_stage(name)
         print(f"\n=== {name} ===")
-        config, explicit = stage_config(name, args)
+        config, explicit = stage_config(name, args, data_settings)
         result = stage.run_stage(name, config, explicit, reuse=True)
         stage_seconds[name] = result["wall_seconds"]
         if phase != "tp":
@@ -144,8 +129,24 @@ def run(args):
             else:
                 scored = evaluate.evaluate_task(k, name, args.data_dir, args.out_dir, data=task_data[k])
             rows.append(summary_row(args.method, k, name, scored, out_dir / "Models"))
-    baselines = {k: metrics.trivial_baseline(task_data[k]) for k in numbers}
+    baselines = {k: simple_baselines_of(task_data, k, out_dir, args.seed) for k in numbers}
     write_summary(out_dir, args, rows, baselines, stage_seconds, time.time() - started)
+
+
+def simple_baselines_of(task_data, number, out_dir, seed):
+    """{"trivial": metrics, "strong": metrics, "strong_name": name} of the task's simple baselines
+    (simple_baselines.py) on its split, computed once per out_dir and data and kept in
+    Results/simple_baselines.json."""
+    data = task_data[number]
+    key = json.dumps([number, task_data.fingerprint(number), data.n_train, data.n_valid, data.n_test, seed])
+    path = out_dir / "Results" / "simple_baselines.json"
+    known = checkpoint.read_json(path) if path.exists() else {}
+    if key not in known:
+        name, strong = simple_baselines.strong(data, seed)
+        known[key] = {"trivial": simple_baselines.popularity(data), "strong": strong, "strong_name": name,
+                      "trivial_name": simple_baselines.trivial_name(data)}
+        checkpoint.write_json(known, path)
+    return known[key]
 
 
 class TaskDataCache:
@@ -154,12 +155,17 @@ class TaskDataCache:
     def __init__(self, data_dir, first_checkpoint):
         self.data_dir, self.first_checkpoint, self.loaded = data_dir, Path(first_checkpoint), {}
 
+    def config(self):
+        return {**checkpoint.read_json(self.first_checkpoint / "config.json"), "data_dir": self.data_dir}
+
     def __getitem__(self, number):
         if number not in self.loaded:
-            config = checkpoint.read_json(self.first_checkpoint / "config.json")
             vocab = data_loader.Vocab.load(self.first_checkpoint / "vocab.json")
-            self.loaded[number] = stage.load_task_data(number, {**config, "data_dir": self.data_dir}, vocab)
+            self.loaded[number] = stage.load_task_data(number, self.config(), vocab)
         return self.loaded[number]
+
+    def fingerprint(self, number):
+        return stage.fingerprints(self.config(), number)
 
 
 def main_metric(number):
@@ -229,19 +235,25 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         verdict = task_verdict(task_rows)[1] if len(task_rows) > 1 else "(no later stage)"
         lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
                      + f" | {verdict} ({len(task_rows)} evaluations) |")
-    lines += ["", "## After the last stage, against the trivial baseline", "",
-              "Trivial baseline: items ranked by training popularity, or the majority training label.", "",
-              "| task | metric | model | trivial | margin |", "|---|---|---|---|---|"]
+    lines += ["", "## After the last stage, against the simple baselines", "",
+              "Fitted on the same training examples and scored on the same held-out split with the same metrics "
+              "(simple_baselines.py): popularity or the majority label, and a strong simple baseline (a first-order "
+              "Markov chain for T1, item-to-target co-occurrence for item tasks, bag-of-items logistic regression "
+              "for classification). The margin is over the better of the two.", "",
+              "| task | metric | model | popularity / majority | strong simple baseline | margin |",
+              "|---|---|---|---|---|---|"]
     for k in numbers:
-        last = [r for r in rows if r["task"] == k][-1]
+        last, base = [r for r in rows if r["task"] == k][-1], baselines[k]
         for metric in (("accuracy",) if tasks.task(k).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")):
-            lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {last[metric]:.4f} | {baselines[k][metric]:.4f} | "
-                         f"{last[metric] - baselines[k][metric]:+.4f} |")
+            best = max(base["trivial"][metric], base["strong"][metric])
+            lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {last[metric]:.4f} | {base['trivial'][metric]:.4f} | "
+                         f"{base['strong'][metric]:.4f} ({base['strong_name']}) | {last[metric] - best:+.4f} |")
     (results / f"summary{suffix(args.method)}.md").write_text("\n".join(lines) + "\n")
     times = [f"# Wall times of `run_all.py --method={args.method}`", "", f"Whole pipeline: {wall / 60:.1f} min.", "",
              "| stage | seconds |", "|---|---|"] + [f"| {name} | {sec:.0f} |" for name, sec in stage_seconds.items()]
     (results / f"timings{suffix(args.method)}.md").write_text("\n".join(times) + "\n")
     plot_matrix(matrix, numbers, stages, results / f"forgetting{suffix(args.method)}.png", args.method)
+    plot_curves(results, list(stage_seconds), results / f"curves{suffix(args.method)}.png", args.method)
     print("\n" + "\n".join(lines + [""] + times))
 
 
@@ -266,12 +278,44 @@ def plot_matrix(matrix, numbers, stages, path, method):
     plt.close(fig)
 
 
+def plot_curves(results, stage_names, path, method):
+    """Learning curves of every stage: training loss per epoch and, with a validation slice, the
+    selection metric on it, the chosen epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(stage_names))
+    fig_rows = -(-len(stage_names) // columns)
+    fig, axes = plt.subplots(fig_rows, columns, figsize=(3.6 * columns, 2.6 * fig_rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), stage_names):
+        result = checkpoint.read_json(results / f"{name}.json")
+        losses = result["loss_history"]
+        ax.plot(range(1, len(losses) + 1), losses, color="tab:blue")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("training loss", color="tab:blue", fontsize=8)
+        if result.get("valid_curve"):
+            metric, curve = result["selection_metric"], result["valid_curve"]
+            valid = ax.twinx()
+            valid.plot([c["epoch"] for c in curve], [c[metric] for c in curve], color="tab:orange", marker=".")
+            valid.axvline(result["best_epoch"], color="tab:orange", linestyle=":")
+            valid.set_ylabel(f"validation {metric}", color="tab:orange", fontsize=8)
+    for ax in axes.ravel()[len(stage_names):]:
+        ax.axis("off")
+    fig.suptitle(f"{method}: learning curves (dotted: the epoch kept)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
     parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
     parser.add_argument("--tasks", default=f"1-{len(tasks.TASKS)}", help="e.g. 1-4 (the TTL sample has T1-T4)")
-    parser.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    parser.add_argument("--preset", choices=presets.PRESETS, default="quick")
     parser.add_argument("--method", default="conure", help="one of " + ", ".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prune_ratio", type=float, default=None, help="Conure: prune ratio of every task")

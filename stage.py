@@ -14,10 +14,10 @@ fresh model on task K alone; sinmoall_tK fine-tunes everything, starting from si
 import ast
 import hashlib
 import json
-import shutil
 import sys
 import time
 import weakref
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 
 import checkpoint
 import data_loader
+import fit
 import metrics
 import pruning
 import tasks
@@ -38,7 +39,10 @@ from nextitnet import ConureModel, NextItemHead, TargetHead
 DEFAULTS = {
     "data_dir": "Data/Session",     # TTL files (SPEC section 2)
     "out_dir": "Data",              # checkpoints in <out_dir>/Models/<stage>/, metrics in <out_dir>/Results/
-    "epochs": 30,
+    "epochs": 30,                   # the cap when a validation slice stops the stage early
+    "valid": 0.0,                   # share of the training split set aside for model selection (0: the release's
+                                    # fixed schedule); the best epoch on it is kept, the held-out split is untouched
+    "patience": 0,                  # with valid: stop after this many evaluations without improvement (0: never)
     "batch_size": 512,
     "learning_rate": 1e-4,
     "seed": 0,                      # weight init, data order, negative sampling
@@ -46,10 +50,12 @@ DEFAULTS = {
     "num_sampled_ratio": 0.2,       # T1 sampled softmax: negatives per step as a share of the vocabulary
     "full_softmax": False,          # exact softmax over every target instead of sampled / pairwise losses
     "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
-    "l2": 0.02,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale)
+    "l2": None,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale);
+                                    # None: the task's own value in tasks.py
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
-    "eval_every": 1,                # epochs between held-out evaluations (0: only at the end)
+    "eval_every": 1,                # epochs between evaluations, on the validation slice if valid > 0, else on
+                                    # the held-out split (0: only at the end)
     "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
     "eval_batch_size": 256,
     "eval_chunk": 65536,            # rank on the device over item chunks when a task has more targets
@@ -58,6 +64,7 @@ DEFAULTS = {
     "data_parallel": False,         # split each batch over every device (tf.distribute / keras.distribution)
     "xla": True,                    # TensorFlow: compile the training step with XLA (JAX always does)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
+    "tensorboard_dir": "",          # write TensorBoard scalars to <tensorboard_dir>/<stage>/ ("": none)
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
     "channels": None,
@@ -179,7 +186,7 @@ def validate(config):
             raise ConfigError(message)
 
     need(config["precision"] in PRECISIONS, f"precision={config['precision']!r}: one of {', '.join(PRECISIONS)}")
-    for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk"):
+    for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk", "patience"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
         need(config[key] is None or isinstance(config[key], int) and config[key] > 0,
@@ -190,7 +197,11 @@ def validate(config):
     need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
     need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
-    need(config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
+    need(config["l2"] is None or config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
+    need(0 <= config["valid"] < 1, f"valid={config['valid']!r}: must lie in [0, 1)")
+    need(isinstance(config["patience"], int) and config["patience"] >= 0,
+         f"patience={config['patience']!r}: must be an integer >= 0")
+    need(not config["patience"] or config["valid"], "patience needs a validation slice: set valid > 0")
     need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")
     dilations = config["dilations"]
     need(dilations is None or isinstance(dilations, list) and dilations and all(
@@ -237,11 +248,11 @@ def task_file(config, number):
 
 def load_task_data(number, config, vocab=None):
     """Split data of task `number`; T1 builds the vocabulary, later tasks encode with `vocab`."""
-    path = task_file(config, number)
+    path, valid = task_file(config, number), config.get("valid", 0.0)
     if number == 1:
-        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path)
-    return data_loader.TransferTask(
-        data_loader.read_transfer(path, vocab), tasks.task(number).kind, config["split_seed"], config["holdout"], path)
+        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path, valid)
+    return data_loader.TransferTask(data_loader.read_transfer(path, vocab), tasks.task(number).kind,
+                                    config["split_seed"], config["holdout"], path, valid)
 
 
 def fingerprints(config, number):
@@ -372,14 +383,15 @@ def eval_settings(config, item_chunked):
             "precision": config["precision"], **trainer.numerics()}
 
 
-def evaluate(model, number, data, config, phase="infer"):
-    """Metrics of task `number` on the held-out examples (capped if eval_cap), plus scores_sha256
-    and the settings it was computed under (`eval_settings`).
+def evaluate(model, number, data, config, phase="infer", part="test"):
+    """Metrics of task `number` on the held-out examples (or the validation slice: part="valid"),
+    capped if eval_cap, plus scores_sha256 and the settings it was computed under (`eval_settings`).
 
     Item tasks with more than `eval_chunk` targets are ranked on the device, item chunk by item
     chunk, without the score matrix; their scores_sha256 then covers the ranks, the top 5 and the
     true scores. Otherwise it is the SHA-256 of the whole held-out score matrix."""
-    tokens, truth = data.test_inputs()
+    tokens, truth = data.inputs(part)
+    n_part = len(truth)
     if config["eval_cap"]:
         tokens, truth = tokens[: config["eval_cap"]], truth[: config["eval_cap"]]
     chunk = config["eval_chunk"]
@@ -412,94 +424,13 @@ def evaluate(model, number, data, config, phase="infer"):
         result = metrics.classification_metrics(np.concatenate(class_scores), truth, seed=config["seed"])
     else:
         result = metrics.ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
-    return {**result, "n_eval": int(len(truth)), "eval_capped": bool(config["eval_cap"]) and len(truth) < data.n_test,
+    return {**result, "n_eval": int(len(truth)), "eval_capped": len(truth) < n_part,
             "scores_sha256": hasher.hexdigest(), "eval_settings": eval_settings(config, item_chunked)}
-
-
-def format_metrics(result):
-    return "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
-
-
-class Snapshots:
-    """Periodic snapshots of a running stage (every variable, the optimizer, the position in the
-    data), so a stage killed at any point continues where it was when started again with the same
-    command. Data order and negatives are functions of (seed, epoch, step): the position is enough."""
-
-    def __init__(self, directory, fingerprint):
-        self.directory, self.fingerprint = Path(directory), fingerprint
-
-    def restore(self, variables, optimizer, log):
-        """The saved position, after loading the saved state into variables and optimizer; None if
-        there is no snapshot of this very run."""
-        try:
-            manifest = checkpoint.read_manifest(self.directory, "the stage")
-        except checkpoint.CheckpointError:
-            return None
-        if manifest.get("fingerprint") != self.fingerprint:
-            log(f"{self.directory}: snapshot of another command or data; starting from the beginning")
-            return None
-        checkpoint.load_weights(self.directory / "variables.npz", variables)
-        with np.load(self.directory / "optimizer.npz") as saved:
-            for i, variable in enumerate(optimizer.variables):
-                variable.assign(saved[f"{i:05d}"])
-        position = manifest["position"]
-        log(f"resuming from epoch {position['epoch'] + 1}, step {position['step']}")
-        return position
-
-    def save(self, variables, optimizer, position):
-        def write_files(directory):
-            checkpoint.save_weights(directory / "variables.npz", variables)
-            np.savez(directory / "optimizer.npz",
-                     **{f"{i:05d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
-
-        checkpoint.write(self.directory, write_files, {"fingerprint": self.fingerprint, "position": position})
-
-    def clear(self):
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def train(model, number, phase, data, config, log, snapshots):
-    """The stage's training loop: a fresh Adam, `epochs` passes over the training split, a snapshot
-    every `save_every` steps and after every epoch."""
-    rule = RULES[phase]
-    model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
-                        patches=rule.patches)
-    step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, rule.train_view),
-                             model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
-                             xla=config["xla"] and not config["data_parallel"])
-    at = snapshots.restore(model.variables, step.optimizer, log) or {
-        "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": []}
-    history, evals = at["history"], at["evals"]
-    for epoch in range(at["epoch"], config["epochs"]):
-        batches = data.train_batches(config, epoch)
-        first = at["step"] if epoch == at["epoch"] else 0
-        total = at["epoch_loss"] if epoch == at["epoch"] else 0.0
-        bar = keras.utils.Progbar(len(batches), verbose=int(bool(config["verbose"]) and sys.stdout.isatty()),
-                                  unit_name="step")
-        started = time.time()
-        for i, batch in enumerate(data_loader.prefetched(batches.from_step(first)), start=first):
-            loss = step(batch)
-            total += loss
-            bar.update(i + 1, [("loss", loss)])
-            if config["save_every"] and (i + 1) % config["save_every"] == 0 and i + 1 < len(batches):
-                snapshots.save(model.variables, step.optimizer, {
-                    "epoch": epoch, "step": i + 1, "epoch_loss": total, "history": history, "evals": evals})
-        history.append(total / max(len(batches), 1))
-        line = f"epoch {epoch + 1}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
-        if config["eval_every"] and (epoch + 1) % config["eval_every"] == 0 and epoch + 1 < config["epochs"]:
-            result = evaluate(model, number, data, config, rule.train_view if rule.prune else rule.eval_view)
-            evals.append({"epoch": epoch + 1, **{k: v for k, v in result.items() if isinstance(v, float)}})
-            line += "  " + format_metrics(result)
-        log(line)
-        if epoch + 1 < config["epochs"]:
-            snapshots.save(model.variables, step.optimizer, {
-                "epoch": epoch + 1, "step": 0, "epoch_loss": 0.0, "history": history, "evals": evals})
-    return history, evals
 
 
 def run_fingerprint(stage_name, config, prints, previous):
     """What a snapshot must match to be resumed: stage, settings that change training, data, start."""
-    cosmetic = {"verbose", "eval_every", "eval_cap", "eval_batch_size", "eval_chunk", "save_every"}
+    cosmetic = {"verbose", "eval_cap", "eval_batch_size", "eval_chunk", "save_every", "tensorboard_dir"}
     settings = {k: v for k, v in config.items() if k not in cosmetic}
     start = previous["files"] if previous else None
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
@@ -541,6 +472,8 @@ def _run_stage(stage_name, config, explicit, reuse):
         model, previous, vocab, targets, prune_ratios = restore(
             out_dir / "Models" / previous_name, script_for(previous_name), config["precision"])
     config = resolve_chain(config, set(explicit), previous)
+    if config["l2"] is None:
+        config["l2"] = task.l2
     validate(config)
     prints = fingerprints(config, number)
     if previous:
@@ -558,8 +491,9 @@ def _run_stage(stage_name, config, explicit, reuse):
                 f"checkpoint {previous_name} has other T{number} targets than {task_file(config, number)}: "
                 f"run {script_for(previous_name)} first")
         targets[number] = data.targets
-    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
-        f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / "
+        + (f"{data.n_valid:,} validation / " if data.n_valid else "")
+        + f"{data.n_test:,} held-out examples, {data.n_targets:,} targets, backend {trainer.backend()}")
     unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
     if unseen_targets:
         log(f"warning: {unseen_targets:,} held-out examples have a target that never occurs in training")
@@ -584,14 +518,21 @@ def _run_stage(stage_name, config, explicit, reuse):
             log(f"{stage_name}: finished before with these settings and data; reusing its checkpoint and results")
             return done
     train_started = time.time()
-    snapshots = Snapshots(out_dir / "Models" / f".{stage_name}.resume", fingerprint)
-    history, evals = train(model, number, phase, data, config, log, snapshots)
+    model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
+                        patches=rule.patches)
+    view_while_training = rule.train_view if rule.prune else rule.eval_view
+    snapshots = fit.Snapshots(out_dir / "Models" / f".{stage_name}.resume", fingerprint)
+    history = fit.train(
+        model, lambda batch: model.task_loss(batch, number, rule.train_view), data, config,
+        evaluate=lambda part: evaluate(model, number, data, config, view_while_training, part), log=log,
+        snapshots=snapshots, stream=zlib.crc32(stage_name.encode()),
+        scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / stage_name)
     train_seconds = time.time() - train_started
 
     results = {"stage": stage_name, "task": number, "task_name": task.name, "kind": task.kind}
     if rule.prune:
         before = evaluate(model, number, data, config, rule.train_view)
-        log("before pruning: " + format_metrics(before))
+        log("before pruning: " + fit.format_metrics(before))
         prune_ratios = prune_ratios + [config["prune_ratio"]]
         kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
         owners = {name: pruning.prune(kernels[name], owner, number, prune_ratios)
@@ -602,7 +543,7 @@ def _run_stage(stage_name, config, explicit, reuse):
         results["before_prune"] = before
     final = evaluate(model, number, data, config, rule.eval_view)
     log(f"{stage_name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
-        + format_metrics(final))
+        + fit.format_metrics(final))
 
     ownership_counts = np.bincount(np.concatenate([o.ravel() for o in owners_of(model).values()]).astype(np.int64),
                                    minlength=len(prune_ratios) + 1)
@@ -624,7 +565,8 @@ def _run_stage(stage_name, config, explicit, reuse):
     results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
                     "stored_parameters": stored_parameters(model, number, phase),
                     "unknown_source_tokens": data.n_unknown, "unseen_test_targets": unseen_targets,
-                    "loss_history": history, "evals": evals, "backend": trainer.backend(), "config": config})
+                    **history, "selection_metric": fit.selection_metric(task.kind) if data.n_valid else None,
+                    "n_valid": data.n_valid, "backend": trainer.backend(), "config": config})
     # Results/<stage>.json is reproducible bit for bit; wall times go next to it.
     checkpoint.write_json(results, out_dir / "Results" / f"{stage_name}.json")
     timing = {"train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1)}

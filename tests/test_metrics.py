@@ -43,28 +43,3 @@ def test_score_hash_changes_with_a_single_bit():
     flipped.view("uint32")[1, 2] ^= 1
     b.update(flipped)
     assert a.hexdigest() != b.hexdigest()
-
-
-class CountsOnly:
-    """The parts of a task's data the trivial baseline reads."""
-
-    def __init__(self, kind, counts, truth, excluded=()):
-        self.kind, self.counts, self.truth, self.excluded_targets = kind, np.array(counts), np.array(truth), excluded
-
-    def train_target_counts(self):
-        return self.counts
-
-    def test_inputs(self):
-        return None, self.truth
-
-
-def test_popularity_baseline_ranks_by_training_counts_without_reserved_ids():
-    # id 0 is reserved; by count the others rank 3 > 1 > 2 = 4 > 5 ... (ties in the item's favour)
-    data = CountsOnly("item", [99, 7, 5, 9, 5, 1, 0, 0], truth=[3, 2, 7], excluded=(0,))
-    got = metrics.trivial_baseline(data)
-    assert got == metrics.ranking_metrics([0, 2, 5])
-
-
-def test_majority_baseline_predicts_the_most_frequent_training_label():
-    data = CountsOnly("class", [3, 10, 2], truth=[1, 1, 0, 2])
-    assert metrics.trivial_baseline(data) == {"accuracy": 0.5}

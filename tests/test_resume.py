@@ -49,19 +49,24 @@ def test_stage_killed_with_sigkill_resumes_to_bit_identical_weights(synthetic_di
 def test_snapshot_is_resumed_only_by_the_run_that_wrote_it(tmp_path):
     import keras
 
-    import stage
+    import fit
     import trainer
 
     variable = keras.Variable(np.arange(3, dtype="float32"), name="w")
     optimizer = trainer.adam(1e-3)
     optimizer.build([variable])
-    snapshots = stage.Snapshots(tmp_path / ".resume", fingerprint="run-a")
-    snapshots.save([variable], optimizer, {"epoch": 1, "step": 5})
+    selection = fit.Selection([variable], "MRR@5", patience=2)
+    selection.update(1, {"MRR@5": 0.5})
+    snapshots = fit.Snapshots(tmp_path / ".resume", fingerprint="run-a")
+    snapshots.save([variable], optimizer, selection, {"epoch": 1, "step": 5})
     variable.assign(np.zeros(3, "float32"))
-    assert stage.Snapshots(tmp_path / ".resume", "run-b").restore([variable], optimizer, log=print) is None
-    assert not variable.numpy().any()
-    assert snapshots.restore([variable], optimizer, log=print) == {"epoch": 1, "step": 5}
+    fresh = fit.Selection([variable], "MRR@5", patience=2)
+    assert fit.Snapshots(tmp_path / ".resume", "run-b").restore([variable], optimizer, fresh, log=print) is None
+    assert not variable.numpy().any() and fresh.values is None
+    position = snapshots.restore([variable], optimizer, fresh, log=print)
+    assert position == {"epoch": 1, "step": 5, "selection": {"epoch": 1, "value": 0.5, "waited": 0}}
     np.testing.assert_array_equal(variable.numpy(), [0, 1, 2])
+    np.testing.assert_array_equal(fresh.values[0], [0, 1, 2])  # the best weights survive a restart too
 
 
 def test_same_command_twice_gives_bit_identical_results_files(synthetic_dir, tmp_path):

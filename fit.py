@@ -1,0 +1,193 @@
+"""The training loop of a stage: a fresh Adam, epochs over the training split, snapshots for
+resuming, and, with a validation slice, model selection and early stopping.
+
+With `valid` > 0 the model is evaluated on the validation slice every `eval_every` epochs and
+after the last one; the trained variables' values at the best score of the selection metric
+(MRR@5 for item tasks, accuracy for classification) are kept and restored at the end, and
+`patience` evaluations without improvement stop the stage early (0: train up to `epochs`). Only
+the variables the stage trains are restored, so everything frozen stays bit-identical. With
+`valid` = 0 the release's fixed schedule runs, printing held-out metrics every `eval_every`
+epochs as the release did.
+"""
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import checkpoint
+import data_loader
+import trainer
+import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
+
+
+def selection_metric(kind):
+    return "accuracy" if kind == "class" else "MRR@5"
+
+
+def format_metrics(result):
+    return "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+
+
+def floats(result):
+    return {k: v for k, v in result.items() if isinstance(v, float)}
+
+
+class Selection:
+    """The best validation score so far and the values of the trained variables at it."""
+
+    def __init__(self, variables, metric, patience):
+        self.variables, self.metric, self.patience = list(variables), metric, patience
+        self.epoch, self.value, self.waited, self.values = 0, None, 0, None
+
+    def update(self, epoch, result):
+        """Record the evaluation after `epoch`; True if it is the best so far (ties keep the earlier)."""
+        if self.value is not None and result[self.metric] <= self.value:
+            self.waited += 1
+            return False
+        self.epoch, self.value, self.waited = epoch, result[self.metric], 0
+        self.values = [keras.ops.convert_to_numpy(v).copy() for v in self.variables]
+        return True
+
+    @property
+    def stop(self):
+        return self.patience > 0 and self.waited >= self.patience
+
+    def restore(self):
+        for variable, value in zip(self.variables, self.values):
+            variable.assign(value)
+
+    def state(self):
+        return {"epoch": self.epoch, "value": self.value, "waited": self.waited}
+
+    def load(self, state, values):
+        self.epoch, self.value, self.waited = state["epoch"], state["value"], state["waited"]
+        self.values = values
+
+
+class Snapshots:
+    """Periodic snapshots of a running stage (every variable, the optimizer, the position in the
+    data, the best weights so far), so a stage killed at any point continues where it was when
+    started again with the same command. Data order and negatives are functions of (seed,
+    stream, epoch, step): the position is enough."""
+
+    def __init__(self, directory, fingerprint):
+        self.directory, self.fingerprint = Path(directory), fingerprint
+
+    def restore(self, variables, optimizer, selection, log):
+        """The saved position, after loading the saved state into variables, optimizer and
+        selection; None if there is no snapshot of this very run."""
+        try:
+            manifest = checkpoint.read_manifest(self.directory, "the stage")
+        except checkpoint.CheckpointError:
+            return None
+        if manifest.get("fingerprint") != self.fingerprint:
+            log(f"{self.directory}: snapshot of another command or data; starting from the beginning")
+            return None
+        checkpoint.load_weights(self.directory / "variables.npz", variables)
+        with np.load(self.directory / "optimizer.npz") as saved:
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(saved[f"{i:05d}"])
+        position = manifest["position"]
+        if (self.directory / "best.npz").exists():
+            with np.load(self.directory / "best.npz") as saved:
+                selection.load(position["selection"], [saved[v.path] for v in selection.variables])
+        log(f"resuming from epoch {position['epoch'] + 1}, step {position['step']}")
+        return position
+
+    def save(self, variables, optimizer, selection, position):
+        def write_files(directory):
+            checkpoint.save_weights(directory / "variables.npz", variables)
+            np.savez(directory / "optimizer.npz",
+                     **{f"{i:05d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
+            if selection.values is not None:
+                np.savez(directory / "best.npz", **{v.path: x for v, x in zip(selection.variables, selection.values)})
+
+        position = {**position, "selection": selection.state()}
+        checkpoint.write(self.directory, write_files, {"fingerprint": self.fingerprint, "position": position})
+
+    def clear(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Scalars:
+    """TensorBoard scalars laid out as Keras's TensorBoard callback writes them: <dir>/train and
+    <dir>/validation, tags epoch_loss and epoch_<metric>, step = 0-based epoch. No-op without a
+    directory. Uses tensorboard's own writer, so it needs no TensorFlow (JAX runs write them too)."""
+
+    def __init__(self, directory):
+        self.writers = {}
+        if directory:
+            from tensorboard.summary import Writer
+
+            self.writers = {part: Writer(str(Path(directory) / part)) for part in ("train", "validation")}
+
+    def add(self, part, values, epoch):
+        if self.writers:
+            for tag, value in values.items():
+                self.writers[part].add_scalar(f"epoch_{tag}", float(value), step=epoch)
+            self.writers[part].flush()
+
+    def close(self):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scalars_dir=None):
+    """Train `model.trainable_variables` on `loss_fn(batch)` over `data`'s training split (batch
+    order and negatives from `stream`). `evaluate(part)` returns the metrics of the model on
+    "valid" or "test". Returns the history: loss per epoch, held-out evaluations during
+    training, the validation curve, the epoch chosen and the epochs trained."""
+    step = trainer.TrainStep(loss_fn, model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
+                             xla=config["xla"] and not config["data_parallel"])
+    validating = data.n_valid > 0
+    selection = Selection(step.variables, selection_metric(data.kind), config["patience"])
+    scalars = Scalars(scalars_dir)
+    at = snapshots.restore(model.variables, step.optimizer, selection, log) or {
+        "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": [], "curve": []}
+    history, evals, curve = at["history"], at["evals"], at["curve"]
+    epoch = at["epoch"]
+    while epoch < config["epochs"] and not selection.stop:
+        batches = data.train_batches(config, epoch, stream)
+        first = at["step"] if epoch == at["epoch"] else 0
+        total = at["epoch_loss"] if epoch == at["epoch"] else 0.0
+        bar = keras.utils.Progbar(len(batches), verbose=int(bool(config["verbose"]) and sys.stdout.isatty()),
+                                  unit_name="step")
+        started = time.time()
+        for i, batch in enumerate(data_loader.prefetched(batches.from_step(first)), start=first):
+            loss = step(batch)
+            total += loss
+            bar.update(i + 1, [("loss", loss)])
+            if config["save_every"] and (i + 1) % config["save_every"] == 0 and i + 1 < len(batches):
+                snapshots.save(model.variables, step.optimizer, selection, {
+                    "epoch": epoch, "step": i + 1, "epoch_loss": total, "history": history, "evals": evals,
+                    "curve": curve})
+        epoch += 1
+        history.append(total / max(len(batches), 1))
+        scalars.add("train", {"loss": history[-1]}, epoch - 1)
+        line = f"epoch {epoch}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
+        due = config["eval_every"] and epoch % config["eval_every"] == 0
+        if validating and (due or epoch == config["epochs"]):
+            result = evaluate("valid")
+            curve.append({"epoch": epoch, **floats(result), "scores_sha256": result["scores_sha256"]})
+            scalars.add("validation", floats(result), epoch - 1)
+            best = selection.update(epoch, result)
+            line += "  valid " + format_metrics(result) + ("  (best)" if best else "")
+        elif due and epoch < config["epochs"]:
+            result = evaluate("test")
+            evals.append({"epoch": epoch, **floats(result)})
+            line += "  held-out " + format_metrics(result)
+        log(line)
+        if epoch < config["epochs"] and not selection.stop:
+            snapshots.save(model.variables, step.optimizer, selection, {
+                "epoch": epoch, "step": 0, "epoch_loss": 0.0, "history": history, "evals": evals, "curve": curve})
+    scalars.close()
+    chosen = epoch
+    if validating and selection.values is not None:
+        selection.restore()
+        chosen = selection.epoch
+        log(f"{'stopped early after' if epoch < config['epochs'] else 'trained'} {epoch} epochs; restored epoch {chosen} "
+            f"(valid {selection.metric} {selection.value:.4f})")
+    return {"loss_history": history, "evals": evals, "valid_curve": curve, "best_epoch": chosen,
+            "epochs_trained": epoch}

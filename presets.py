@@ -1,0 +1,70 @@
+"""Named settings for `run_all.py --preset=...` and `reproduce.py`, on top of each stage's script block.
+
+  paper      every stage exactly as its script's block says (the release's schedule)
+  quick      a small backbone and a few fast epochs: the whole chain in minutes on 2 CPU cores
+  converged  every stage selects its best epoch on a validation slice (10% of its training
+             split) and stops after `patience` evaluations without improvement, under an epoch
+             cap. T1 leaves padding out of its loss, and uses the full softmax where the
+             vocabulary is small. Learning rate, width and batch were chosen per data set on
+             the validation slice only (TUNED, keyed by the T1 file's SHA-256; README,
+             "The converged preset", lists what was tried); other data get DEFAULT_CONVERGED.
+"""
+import checkpoint
+import data_loader
+import stage
+
+PRESETS = ("quick", "paper", "converged")
+
+QUICK_ARCHITECTURE = {"channels": 64, "dilations": [1, 4, 1, 4]}
+QUICK = {
+    "t1": {"epochs": 6, "eval_every": 0},
+    "later": {"epochs": 6, "batch_size": 128, "learning_rate": 1e-3, "eval_every": 0},
+}
+
+FULL_SOFTMAX_MAX_ITEMS = 50_000  # converged T1: exact softmax up to this vocabulary, sampled above
+SELECTION = {"valid": 0.1, "patience": 3, "eval_every": 1}
+DEFAULT_CONVERGED = {
+    "architecture": QUICK_ARCHITECTURE,
+    "t1": {"epochs": 40, "batch_size": 32, "learning_rate": 1e-3, "exclude_padding": True},
+    "later": {"epochs": 40, "batch_size": 128, "learning_rate": 1e-3},
+}
+TUNED = {}
+
+
+class DataSettings:
+    """What a preset needs to know of a data set: its T1 file's SHA-256 and vocabulary size."""
+
+    def __init__(self, data_dir):
+        path = stage.task_file({"data_dir": data_dir}, 1)
+        self.t1_sha256 = checkpoint.file_sha256(path)
+        self.vocab_size = data_loader.read_t1(path).vocab.size
+        self.tuned = TUNED.get(self.t1_sha256)
+
+    @property
+    def name(self):
+        return self.tuned["name"] if self.tuned else "untuned data"
+
+    def converged(self):
+        settings = {**DEFAULT_CONVERGED, **(self.tuned or {})}
+        return {part: dict(settings[part]) for part in ("architecture", "t1", "later")}
+
+
+def overrides(name, preset, data=None):
+    """Settings of stage `name` under `preset` (None for "paper": the script's block alone);
+    `data`, a DataSettings, is needed by "converged"."""
+    if preset == "paper":
+        return {}
+    phase, number = stage.parse_stage(name)
+    if preset == "quick":
+        settings = {"architecture": QUICK_ARCHITECTURE, **QUICK}
+    else:
+        settings = data.converged()
+        settings["t1"].setdefault("full_softmax", data.vocab_size <= FULL_SOFTMAX_MAX_ITEMS)
+    result = dict(settings["t1" if number == 1 else "later"])
+    if phase != "ret" and stage.previous_stage(name) is None:
+        result.update(settings["architecture"])
+    if preset == "converged":
+        result.update(SELECTION)
+    elif phase not in ("tp", "ret"):
+        result["epochs"] *= 2  # a baseline trains one stage as long as Conure's tp and ret together
+    return result
