@@ -12,6 +12,7 @@
 import checkpoint
 import data_loader
 import stage
+import tasks
 
 PRESETS = ("quick", "paper", "converged")
 
@@ -49,9 +50,23 @@ class DataSettings:
         return {part: dict(settings[part]) for part in ("architecture", "t1", "later")}
 
 
-def overrides(name, preset, data=None):
-    """Settings of stage `name` under `preset` (None for "paper": the script's block alone);
-    `data`, a DataSettings, is needed by "converged"."""
+CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
+
+
+def overrides(name, preset, data=None, architecture=None, class_loss=None):
+    """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
+    a DataSettings, is needed by "converged". `architecture` (channels, dilations) replaces the
+    preset's for fresh models; `class_loss` sets the loss of classification tasks."""
+    phase, number = stage.parse_stage(name)
+    result = {}
+    if architecture and phase != "ret" and stage.previous_stage(name) is None:
+        result.update(architecture)
+    if class_loss and tasks.task(number).kind == "class":
+        result["full_softmax"] = class_loss == "softmax"
+    return {**preset_settings(name, preset, data), **result}
+
+
+def preset_settings(name, preset, data):
     if preset == "paper":
         return {}
     phase, number = stage.parse_stage(name)

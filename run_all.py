@@ -50,6 +50,13 @@ def parse_tasks(text):
     return numbers
 
 
+def parse_dilations(text):
+    try:
+        return [int(x) for x in text.strip("[]").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers like 1,4,1,4")
+
+
 def stage_names(method, numbers):
     if method == "conure":
         return [f"{phase}_t{k}" for k in numbers for phase in ("tp", "ret")]
@@ -74,8 +81,9 @@ def stage_block(name):
 
 
 def stage_config(name, args, data_settings=None):
-    overrides = {**presets.overrides(name, args.preset, data_settings), "data_dir": args.data_dir,
-                 "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
+    architecture = {k: getattr(args, k) for k in ("channels", "dilations") if getattr(args, k) is not None}
+    overrides = {**presets.overrides(name, args.preset, data_settings, architecture, args.class_loss),
+                 "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
     return {**stage.DEFAULTS, **stage_block(name), **overrides}, set(overrides) - {"data_dir", "out_dir"}
@@ -203,6 +211,14 @@ def task_verdict(task_rows):
     return hashes == "bit-identical" and weights_kept, text
 
 
+def command_line(args):
+    """The run_all.py command that gives these results."""
+    options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
+                                             "channels", "dilations", "class_loss")}
+    options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
+    return "python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
+
+
 def suffix(method):
     return "" if method == "conure" else f"_{method}"
 
@@ -217,8 +233,7 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
     for row in rows:
         matrix[numbers.index(row["task"]), stages.index(row["stage"])] = row[main_metric(row["task"])]
     lines = [f"# {args.method} on {args.data_dir}", "",
-             f"Command: `python run_all.py --method={args.method} --data_dir={args.data_dir} --out_dir={args.out_dir} "
-             f"--tasks={args.tasks} --preset={args.preset} --seed={args.seed}`  ",
+             f"Command: `{command_line(args)}`  ",
              f"Backend {stage.trainer.backend()}; every number below is on the whole held-out split; wall times are in "
              f"timings{suffix(args.method)}.md.", "",
              "## Main metric after each stage (HR@5 for item tasks, accuracy for classification)", "",
@@ -319,6 +334,12 @@ def main(argv=None):
     parser.add_argument("--method", default="conure", help="one of " + ", ".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prune_ratio", type=float, default=None, help="Conure: prune ratio of every task")
+    parser.add_argument("--channels", type=int, default=None, help="width of fresh models (default: the preset's)")
+    parser.add_argument("--dilations", type=parse_dilations, default=None,
+                        help="one residual block per entry, e.g. 1,4,1,4,1,4,1,4 (default: the preset's)")
+    parser.add_argument("--class_loss", choices=presets.CLASS_LOSSES, default=None,
+                        help="classification tasks: the release's logistic loss against one other label, or a "
+                             "full softmax (default: the preset's)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     try:

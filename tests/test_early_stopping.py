@@ -64,3 +64,21 @@ def test_early_stopping_restores_the_best_epoch_and_nothing_else_moves(t1_out, s
 def test_patience_without_a_validation_slice_is_refused(synthetic_dir, tmp_path):
     with pytest.raises(stage.ConfigError, match="patience needs a validation slice"):
         run_stage("tp_t1", synthetic_dir, tmp_path, "--patience=2")
+
+
+def test_tensorboard_scalars_are_written_as_keras_lays_them_out(t1_out, synthetic_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    logs = tmp_path / "logs"
+    result = run_stage("tp_t2", synthetic_dir, t1_out("tb"), "--epochs=3", "--valid=0.2", "--eval_every=1",
+                       f"--tensorboard_dir={logs}")
+
+    def scalars(part, tag):
+        events = EventAccumulator(str(logs / "tp_t2" / part))
+        events.Reload()
+        return {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+
+    assert scalars("train", "epoch_loss") == pytest.approx(dict(enumerate(result["loss_history"])))
+    assert scalars("validation", "epoch_MRR@5") == pytest.approx(
+        {c["epoch"] - 1: c["MRR@5"] for c in result["valid_curve"]})

@@ -66,3 +66,22 @@ def test_free_weights_do_not_reach_inference(model):
     kernel.ravel()[1::2] += 1.0
     conv.kernel.assign(kernel)
     np.testing.assert_array_equal(ops.convert_to_numpy(model.task_scores(tokens, 1, "infer")), before)
+
+
+def test_scores_are_float32_under_mixed_precision():
+    # bfloat16 scores would tie, and ties count for the true item: ranking stays in float32
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        m = ConureModel(vocab_size=500, channels=8, dilations=(1, 2), kernel_size=3)
+        m.add_head(1, NextItemHead(500))
+        tokens = np.random.default_rng(3).integers(3, 500, size=(4, 9)).astype("int32")
+        scores = ops.convert_to_numpy(m.task_scores(tokens, 1, "full"))
+        user = ops.convert_to_numpy(ops.cast(m.backbone(tokens)[:, -1], "float32"))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    head = m.head(1)
+    expected = user @ ops.convert_to_numpy(head.weight).T + ops.convert_to_numpy(head.bias)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert len(np.unique(scores[0])) > 450

@@ -105,4 +105,10 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     assert t1_row and "unchanged: scores bit-identical; every parameter it reads bit-identical" in t1_row[-1]
     t1_row = [line for line in sinmoall.splitlines() if line.startswith("| T1 next_item (HR@5) |")][0]
     assert "unchanged" not in t1_row
-    assert "Zero forgetting: holds" in text
+    assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
+    # the claims match the quality table: T2's HR@5 difference between Conure and SinMoAll
+    quality = text.split("### Quality per task")[1].split("###")[0]
+    hr = {row.split("|")[1].strip(): float(row.split("|")[3].split("/")[1])
+          for row in quality.splitlines() if row.startswith(("| Conure |", "| SinMoAll |"))}
+    claim = next(line for line in text.splitlines() if line.startswith("- Conure vs SinMoAll"))
+    assert f"T2 {hr['Conure'] - hr['SinMoAll']:+.4f}" in claim

@@ -142,3 +142,18 @@ def test_stage_scripts_run_unchanged_on_jax(synthetic_dir, tmp_path):
     again = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, tmp_path)
     assert again["eval_settings"]["backend"] == "tensorflow"
     assert {m: again[m] for m in METRICS} == {m: result[m] for m in METRICS}
+
+
+def test_l2_comes_from_the_task_table_unless_given(conure_chain, synthetic_dir, tmp_path):
+    import shutil
+
+    import tasks
+
+    results = conure_chain[1]
+    assert [results[f"tp_t{k}"]["config"]["l2"] for k in (2, 3)] == [tasks.task(2).l2, tasks.task(3).l2] == [0.02, 0.05]
+    shutil.copytree(conure_chain[0] / "Models" / "ret_t1", tmp_path / "Models" / "ret_t1")
+    config, explicit = stage.make_config("tp_t2", {}, [f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path}",
+                                                       "--epochs=1", "--verbose=0", "--l2=0.5"])
+    stage.run_stage("tp_t2", config, explicit)
+    manifest = json.loads((tmp_path / "Models" / "tp_t2" / "manifest.json").read_text())
+    assert manifest["tasks"][-1]["l2"] == 0.5
