@@ -199,8 +199,6 @@ def validate(config):
     need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
     need(config["l2"] is None or config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
     need(0 <= config["valid"] < 1, f"valid={config['valid']!r}: must lie in [0, 1)")
-    need(isinstance(config["patience"], int) and config["patience"] >= 0,
-         f"patience={config['patience']!r}: must be an integer >= 0")
     need(not config["patience"] or config["valid"], "patience needs a validation slice: set valid > 0")
     need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")
     dilations = config["dilations"]

@@ -85,3 +85,11 @@ def test_scores_are_float32_under_mixed_precision():
     assert scores.dtype == np.float32
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     assert len(np.unique(scores[0])) > 450
+
+
+def test_last_position_is_computed_from_the_receptive_field_alone(model):
+    # dilations (1, 4), kernel 3: the last output sees 2 * (1 + 2 + 4 + 8) = 30 steps back
+    assert model.receptive_field == 31
+    tokens = np.random.default_rng(4).integers(3, 30, size=(3, 45)).astype("int32")
+    whole = ops.convert_to_numpy(model.head(1).score(model.backbone(tokens)[:, -1]))
+    np.testing.assert_allclose(ops.convert_to_numpy(model.task_scores(tokens, 1, "full")), whole, rtol=1e-5, atol=1e-6)
