@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-
 import checkpoint  # noqa: E402
 import data_loader  # noqa: E402
 import predict  # noqa: E402
@@ -50,11 +49,9 @@ def export(served, export_dir, k=10):
         index = tf.cast(lookup(tokens), tf.int32)
         return tf.where(index > data_loader.UNK, index + 1, index)
 
-    predictor = predict.Predictor(served, k)
-
     def endpoint(number, kind):
         answers = tf.constant(served.answer_tokens(number))
-        depth = predictor.width(number) if kind != "class" else None
+        depth = min(k, served.n_answers(number)) if kind != "class" else None
 
         def answer(tokens):
             ids = encode(tokens)
@@ -71,8 +68,8 @@ def export(served, export_dir, k=10):
     for number, name, kind in served.tasks:
         archive.add_endpoint(name, endpoint(number, kind),
                              input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens")])
-        signatures[name] = {"task": number, "kind": kind,
-                            "outputs": ["items", "scores"] if kind != "class" else ["probabilities", "classes", "label"]}
+        outputs = ["probabilities", "classes", "label"] if kind == "class" else ["items", "scores"]
+        signatures[name] = {"task": number, "kind": kind, "outputs": outputs + ["unknown_tokens"]}
     manifest = {"stage": served.stage, "k": k, "signatures": signatures, "input": "tokens: string [batch, length]"}
     checkpoint.write(Path(export_dir), lambda directory: archive.write_out(str(directory), verbose=False), manifest)
     return manifest

@@ -37,8 +37,7 @@ import tasks
 import keras  # noqa: E402  (after stage, which quiets TensorFlow's logging)
 from keras import ops
 
-RESERVED = (data_loader.PAD, data_loader.UNK, data_loader.SEP)  # never an answer of T1
-RESERVED_NAMES = ("<pad>", "<unk>", "<sep>")
+RESERVED_NAMES = ("<pad>", "<unk>", "<sep>")  # ids 0-2 of the T1 vocabulary, never an answer
 FORMATS = ("jsonl", "csv")
 
 
@@ -57,6 +56,10 @@ class Served:
         if number == 1:
             return list(RESERVED_NAMES) + self.vocab.items
         return list(self.targets[number].tokens)
+
+    def n_answers(self, number):
+        """Items or labels a task can answer with (T1: its items, not the reserved ids)."""
+        return len(self.vocab.items) if number == 1 else len(self.targets[number].tokens)
 
 
 def parse_task_list(text):
@@ -118,7 +121,7 @@ def task_outputs(model, ids, number, kind, view, depth):
     if kind == "class":
         return ops.softmax(scores, axis=-1), ops.cast(ops.argmax(scores, axis=-1), "int32")
     if number == 1:
-        reserved = ops.arange(scores.shape[-1]) < len(RESERVED)
+        reserved = ops.arange(scores.shape[-1]) < data_loader.N_RESERVED
         scores = ops.where(reserved, -float("inf"), scores)
     top = ops.top_k(scores, depth)
     return top[0], top[1]
@@ -131,17 +134,14 @@ class Predictor:
         self.served, self.k, self.exclude_seen, self.batch_size = served, k, exclude_seen, batch_size
         self.tokens = {number: np.asarray(served.answer_tokens(number), dtype=object) for number, _, _ in served.tasks}
 
-    def n_answers(self, number):
-        return len(self.tokens[number]) - (len(RESERVED) if number == 1 else 0)
-
     def width(self, number):
         """Items per answer of an item task: k, or all of them if there are fewer."""
-        return min(self.k, self.n_answers(number))
+        return min(self.k, self.served.n_answers(number))
 
     def depth(self, number, length):
         """Candidates to take: k, plus as many as the user's own items that --exclude_seen drops."""
         seen = length if number == 1 and self.exclude_seen else 0
-        return min(self.k + seen, self.n_answers(number))
+        return min(self.k + seen, self.served.n_answers(number))
 
     def _run(self, number, kind, depth):
         model, view = self.served.model, self.served.view
@@ -217,6 +217,10 @@ class Csv:
         self.writer.writerows(np.concatenate([np.asarray(c, dtype=object) for c in columns], axis=1).tolist())
 
 
+def plural(n, word):
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def count_lines(path):
     with open(path, "rb") as f:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
@@ -234,7 +238,14 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
     if Path(out_path).resolve() == Path(input_path).resolve():
         raise stage.ConfigError(f"--out={out_path} is the input file")
     started = time.time()
-    served = load(directory, numbers)
+    return write_answers(load(directory, numbers), input_path, out_path, k, exclude_seen, length, batch_size, fmt,
+                         progress, log, started)
+
+
+def write_answers(served, input_path, out_path, k=10, exclude_seen=False, length=100, batch_size=256, fmt="jsonl",
+                  progress=False, log=print, started=None):
+    """Stream the answers of `served` for every user of `input_path` into `out_path` (atomically)."""
+    started = started or time.time()
     predictor = Predictor(served, k, exclude_seen, batch_size)
     bar = keras.utils.Progbar(count_lines(input_path) if progress else None, verbose=int(progress), unit_name="user")
     totals = dict.fromkeys(("users", "unknown_tokens", "users_with_unknown", "known_tokens", "cut_lines"), 0)
@@ -258,10 +269,10 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
     log(f"{served.stage}: {names} for {totals['users']:,} users in {seconds:.1f} s "
         f"({totals['users'] / max(seconds, 1e-9):,.0f} users/s); wrote {out_path}")
     if totals["unknown_tokens"]:
-        log(f"warning: {totals['unknown_tokens']:,} tokens of {totals['users_with_unknown']:,} users are not in the "
-            "T1 vocabulary (mapped to <unk>)")
+        log(f"warning: {plural(totals['unknown_tokens'], 'token')} of {plural(totals['users_with_unknown'], 'user')} "
+            "not in the T1 vocabulary (mapped to <unk>)")
     if totals["cut_lines"]:
-        log(f"note: {totals['cut_lines']:,} lines had more than {length} tokens; their last {length} were used")
+        log(f"note: {plural(totals['cut_lines'], 'line')} had more than {length} tokens; the last {length} were used")
     return {**totals, "tasks": [name for _, name, _ in served.tasks], "stage": served.stage, "seconds": seconds}
 
 

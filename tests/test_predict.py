@@ -293,4 +293,5 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(case, out, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err
     assert target.read_text() == "earlier output\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["predictions.jsonl"] + ["users.csv"] * (text is not None))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["predictions.jsonl"] + ["users.csv"] * (text is not None))
