@@ -399,7 +399,7 @@ def case_predict(args) -> None:
             loaded = tf.saved_model.load(str(tmp / "conure"))
         for number, name, kind in conure.tasks:
             one = predict.Predictor(dataclasses.replace(conure, tasks=[(number, name, kind)]), batch_size=PREDICT_BATCH)
-            rows.append({"task": f"T{number} {name}", "answers": f"{len(conure.answer_tokens(number)):,}",
+            rows.append({"task": f"T{number} {name}", "answers": f"{conure.n_answers(number):,}",
                          "predict.py users/s": f"{users_per_second(one.answer, batches):,.0f}"})
             if saved_model:
                 serve = loaded.signatures[name]

@@ -266,8 +266,7 @@ def write_answers(served, input_path, out_path, k=10, exclude_seen=False, length
                                                     "is this file from another data set?")
     seconds = time.time() - started
     names = ", ".join(name for _, name, _ in served.tasks)
-    log(f"{served.stage}: {names} for {totals['users']:,} users in {seconds:.1f} s "
-        f"({totals['users'] / max(seconds, 1e-9):,.0f} users/s); wrote {out_path}")
+    log(f"{served.stage}: {names} for {plural(totals['users'], 'user')} in {seconds:.1f} s; wrote {out_path}")
     if totals["unknown_tokens"]:
         log(f"warning: {plural(totals['unknown_tokens'], 'token')} of {plural(totals['users_with_unknown'], 'user')} "
             "not in the T1 vocabulary (mapped to <unk>)")
