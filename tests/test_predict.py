@@ -105,7 +105,7 @@ def load_in_fresh_process(exports, lines, folder):
 
 
 def serving_users(synthetic_dir):
-    """Held-out-like users of every shape: full lines with targets, a short line, an unknown token."""
+    """Users of every shape: full lines with a target part, a short line, a line with an unknown token."""
     lines = lines_of(synthetic_dir, 4)[:12]
     return lines + ["3,5,8", "never-seen," + lines[0].split(",", 1)[1]]
 
