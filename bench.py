@@ -3,6 +3,7 @@
     python bench.py --scale=small             # training and evaluation (the default case, "train")
     python bench.py --scale=ttl               # the same at full TTL scale (645,974 items; a GPU run)
     python bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
+    python bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
 
 The "train" case times real training steps of Conure stages and evaluation on generated data of the
 chosen scale, and a matmul on the same device in the same run, and prints one table. Every
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -329,9 +331,108 @@ def _print_rows(rows):
         print("  ".join(str(row[k]).ljust(w) for k, w in widths.items()))
 
 
+# ---------------------------------------------------------------------------------------
+# predict: users/s per task through predict.py and the SavedModel; export sizes
+# ---------------------------------------------------------------------------------------
+
+RELEASE_TARGETS = {2: 17_880, 3: 7_540, 4: 3, 5: 9, 6: 7}  # SPEC section 2: T2-T6 target spaces
+PREDICT_BATCH = 256
+
+
+def generated_served(scale, numbers, view, rng):
+    """predict.Served of a model of the scale's size holding `numbers`, with generated tokens; Conure's
+    owner maps give each task the release's share of every kernel (prune ratio 0.7)."""
+    import data_loader
+    import predict
+    import stage
+    import tasks
+
+    vocab = data_loader.Vocab([str(i) for i in range(1, scale["items"] - data_loader.N_RESERVED + 1)],
+                              np.ones(scale["items"] - data_loader.N_RESERVED, dtype=np.int64))
+    sizes = {1: vocab.size, **RELEASE_TARGETS}
+    targets = {n: data_loader.TargetVocab([f"{n}:{i}" for i in range(sizes[n])], np.ones(sizes[n], dtype=np.int64))
+               for n in numbers if n > 1}
+    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"]}
+    model = stage.build_model(vocab.size, config, [{"task": n, "n_targets": sizes[n], "l2": 0.0} for n in numbers])
+    shares = [0.7 ** 6] + [0.7 ** (k - 1) * 0.3 for k in range(1, 7)]  # free, then T1..T6
+    for conv in model.backbone.convs:
+        conv.owner.assign(rng.choice(7, size=conv.owner.shape, p=shares).astype(np.int8))
+    served_tasks = [(n, tasks.task(n).name, tasks.task(n).kind) for n in numbers]
+    return predict.Served(model, vocab, targets, served_tasks, view, "generated")
+
+
+def users_per_second(call, batches):
+    call(batches[0])  # compile
+    start = time.perf_counter()
+    for batch in batches:
+        call(batch)
+    return len(batches) * len(batches[0]) / (time.perf_counter() - start)
+
+
+def case_predict(args) -> None:
+    """users/s of every task (predict.py's path and the exported SavedModel) and export sizes."""
+    import dataclasses
+
+    import keras
+
+    import export
+    import predict
+
+    scale = SCALES[args.scale]
+    rng = np.random.default_rng(args.seed)
+    numbers = list(range(1, 7))
+    conure = generated_served(scale, numbers, "infer", rng)
+    batches = np.split(_zipf_lines(rng, PREDICT_BATCH * (args.steps or 4), scale["items"], seq_len=SEQ_LEN),
+                       args.steps or 4)
+    token_of = np.asarray(["0", "<unk>", "<sep>"] + conure.vocab.items)
+    saved_model = keras.backend.backend() == "tensorflow"
+    print(f"{_device_name()}, {keras.backend.backend()}; {scale['items']:,} items, {scale['channels']} channels, "
+          f"{len(scale['dilations'])} blocks; batches of {PREDICT_BATCH} users of {SEQ_LEN} tokens", flush=True)
+    rows, sizes = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if saved_model:
+            import tensorflow as tf
+
+            export.export(conure, tmp / "conure", k=10)
+            sizes["Conure"] = export.size_bytes(tmp / "conure")
+            loaded = tf.saved_model.load(str(tmp / "conure"))
+        for number, name, kind in conure.tasks:
+            one = predict.Predictor(dataclasses.replace(conure, tasks=[(number, name, kind)]), batch_size=PREDICT_BATCH)
+            rows.append({"task": f"T{number} {name}", "answers": f"{conure.n_answers(number):,}",
+                         "predict.py users/s": f"{users_per_second(one.answer, batches):,.0f}"})
+            if saved_model:
+                serve = loaded.signatures[name]
+                rate = users_per_second(lambda batch: serve(tokens=tf.constant(token_of[batch])), batches)
+                rows[-1]["SavedModel users/s"] = f"{rate:,.0f}"
+        with open(tmp / "users.csv", "w") as f:
+            f.writelines(",".join(line) + "\n" for batch in batches for line in token_of[batch])
+        done = predict.write_answers(conure, tmp / "users.csv", tmp / "answers.jsonl", log=lambda *a: None)
+        rows.append({"task": "all six, file to JSON lines", "answers": "",
+                     "predict.py users/s": f"{done['users'] / done['seconds']:,.0f}",
+                     **({"SavedModel users/s": "-"} if saved_model else {})})
+        _print_rows(rows)
+        if not saved_model:
+            print("\nExport sizes: run on the TensorFlow backend (a SavedModel is a TensorFlow graph).")
+            return
+        for number in numbers:  # FineAll: a whole model of the same width per task
+            export.export(generated_served(scale, [number], "full", rng), tmp / f"finall_t{number}", k=10)
+            sizes[f"T{number}"] = export.size_bytes(tmp / f"finall_t{number}")
+            shutil.rmtree(tmp / f"finall_t{number}")
+    finall = sum(size for name, size in sizes.items() if name != "Conure")
+    print(f"\nSavedModel sizes: Conure, one model for T1-T6, {_mib(sizes['Conure'])}; six FineAll models, "
+          f"{_mib(finall)} (" + ", ".join(f"T{n} {_mib(sizes[f'T{n}'])}" for n in numbers)
+          + f"); FineAll / Conure = {finall / sizes['Conure']:.2f}")
+
+
+def _mib(size):
+    return f"{size / 2**20:,.1f} MiB"
+
+
 CASES = {
     "train": case_train,
     "parse": case_parse,
+    "predict": case_predict,
 }
 
 
@@ -347,6 +448,8 @@ def main(argv=None) -> None:
                        help="small: seconds on a CPU; sample: the TTL sample at default size; ttl: full TTL")
     train.add_argument("--batch", type=int, default=None, help="training batch (default: the scale's, 32)")
     train.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    parser.add_argument_group("predict", f"uses --scale and --steps (batches of {PREDICT_BATCH} users timed per task, "
+                                         "default 4)")
     parse = parser.add_argument_group("parse")
     parse.add_argument("--lines", type=int, default=1_450_000,
                        help="T1 lines to generate (default: TTL's 1.45M)")

@@ -10,6 +10,7 @@ A checkpoint is a folder `<out_dir>/Models/<stage>/` holding
 The folder is built under a temporary name and renamed into place, so a reader never sees half
 of one.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -33,21 +34,29 @@ def file_sha256(path, chunk=1 << 24):
     return sha.hexdigest()
 
 
-def write_json(obj, path):
-    """Write JSON atomically: a temporary file in the same folder, flushed, then renamed."""
+@contextlib.contextmanager
+def atomic_file(path, newline=None):
+    """Open `path` for writing text atomically: a temporary file in the same folder, flushed and
+    renamed into place when the block ends; removed, leaving `path` as it was, if it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
+        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(obj, path):
+    """Write JSON atomically."""
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
 
 
 def read_json(path):
@@ -65,7 +74,7 @@ def write(directory, write_files, manifest):
     tmp.mkdir()
     try:
         write_files(tmp)
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json({"format": FORMAT, **manifest, "files": files}, tmp / "manifest.json")
         old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
         if directory.exists():

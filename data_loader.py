@@ -428,6 +428,43 @@ def _split_source_targets(lines: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarr
     return pc.list_element(parts, 0), pc.list_element(parts, 1), _to_bool(has_separator)
 
 
+# ---------------------------------------------------------------------------------------
+# Users to answer for (predict.py)
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class UserRows:
+    """One read block of a user file."""
+    first_line: int            # 0-based line of the first row
+    ids: np.ndarray            # int32 [n, length]: T1 vocabulary ids, left-padded with PAD
+    unknown: np.ndarray        # int64 [n]: tokens of each row not in the vocabulary (now UNK)
+    cut: np.ndarray            # bool [n]: the line had more than `length` tokens; its last ones are kept
+
+
+def read_users(path, vocab: Vocab, length: int) -> Iterator[UserRows]:
+    """Stream a file of users, one per line in the TTL source format, block by block. A
+    ``,,targets`` part is ignored; lines shorter than `length` are left-padded, longer ones keep
+    their most recent `length` tokens. Bad lines raise DataError."""
+    path = Path(path)
+    for first_line, lines in _read_lines(path):
+        source = pc.list_element(pc.split_pattern(lines, SOURCE_TARGET_SEPARATOR, max_splits=1), 0)
+        tokens, counts = _split_tokens(source)
+        _header_check(path, first_line, tokens, counts)
+        _raise_earliest_problem(path, first_line, [
+            _empty_line_check(lines),
+            _Check(_to_bool(pc.equal(source, "")), lambda row: f"no source token before {SOURCE_TARGET_SEPARATOR!r}"),
+            _empty_token_check(source, "source token"),
+        ])
+        ids = vocab.encode(tokens)
+        row = np.repeat(np.arange(len(lines)), counts)
+        from_end = np.cumsum(counts)[row] - 1 - np.arange(len(ids))  # 0 = the line's last token
+        kept = from_end < length
+        rows = np.full((len(lines), length), PAD, dtype=np.int32)
+        rows[row[kept], length - 1 - from_end[kept]] = ids[kept]
+        unknown = np.bincount(row[kept & (ids == UNK)], minlength=len(lines))
+        yield UserRows(first_line, rows, unknown, counts > length)
+
+
 # ----------------------------------------------------------------------------- splits and tasks
 
 def split(n, seed, holdout, path):
