@@ -423,6 +423,9 @@ class Snapshots:
         return position
 
     def save(self, variables, optimizer, position):
+        if not trainer.is_chief():  # multi-worker: worker 0 writes, every worker resumes from it
+            return
+
         def write_files(directory):
             checkpoint.save_weights(directory / "variables.npz", variables)
             np.savez(directory / "optimizer.npz",
@@ -536,6 +539,8 @@ def _run_stage(stage_name, config, explicit, reuse):
         targets[number] = data.targets
     log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / {data.n_test:,} held-out "
         f"examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+    if config["data_parallel"]:
+        log(trainer.parallel_summary())
     unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
     if unseen_targets:
         log(f"warning: {unseen_targets:,} held-out examples have a target that never occurs in training")
@@ -586,6 +591,8 @@ def _run_stage(stage_name, config, explicit, reuse):
                 "t1_sha256": prints["t1_sha256"],
                 "tasks": chain, "config": config, "backend": trainer.backend(),
                 "ownership_counts": {("free" if k == 0 else f"T{k}"): int(c) for k, c in enumerate(ownership_counts)}}
+    if not trainer.is_chief():  # multi-worker: worker 0 alone writes the checkpoint and results
+        return {**results, **final}
 
     def write_files(directory):
         checkpoint.save_weights(directory / "weights.npz", weight_variables(model))

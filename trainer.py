@@ -58,6 +58,10 @@ def data_parallel(enabled):
             _strategy = None
     else:
         if "KERAS_DISTRIBUTION_JOB_ADDRESSES" in os.environ and not _hosts_joined:
+            if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # CPU hosts need it (jax < 0.5: none)
+                import jax
+
+                jax.config.update("jax_cpu_collectives_implementation", "gloo")
             keras.distribution.initialize()  # several hosts, from KERAS_DISTRIBUTION_* variables
             _hosts_joined.append(True)
         previous = keras.distribution.distribution()
@@ -73,6 +77,32 @@ def device_count():
         return _strategy.num_replicas_in_sync
     distribution = keras.distribution.distribution() if backend() == "jax" else None
     return len(distribution.device_mesh.devices.ravel()) if distribution else 1
+
+
+def is_chief():
+    """True in the one process that writes checkpoints and results: worker 0 of a multi-worker run
+    (TF_CONFIG or KERAS_DISTRIBUTION_*), and any single-process run."""
+    if _strategy is not None:
+        return _strategy.extended.should_checkpoint
+    if backend() == "jax" and _hosts_joined:
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
+def parallel_summary():
+    """One line: how many devices and processes share each batch, and this process's part."""
+    if _strategy is not None:
+        resolver = getattr(_strategy, "cluster_resolver", None)
+        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) if resolver else 1
+        where = f"worker {resolver.task_id} of {workers}" if resolver and workers > 1 else "one process"
+        engine = "MultiWorkerMirroredStrategy" if resolver else "MirroredStrategy"
+        return f"data parallel: {_strategy.num_replicas_in_sync} devices, {where} ({engine})"
+    import jax
+
+    return (f"data parallel: {device_count()} devices, process {jax.process_index()} of {jax.process_count()} "
+            "(keras.distribution.DataParallel)")
 
 
 def adam(learning_rate):
