@@ -57,6 +57,7 @@ DEFAULTS = {
     "precision": "float32",         # or "mixed_bfloat16" (losses are still reduced in float32)
     "data_parallel": False,         # split each batch over every device (tf.distribute / keras.distribution)
     "xla": True,                    # TensorFlow: compile the training step with XLA (JAX always does)
+    "table_update": "dense",        # TensorFlow: Adam on embedding-table rows, "dense", "sparse" or "lazy" (trainer.py)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
     # Chain settings: fixed at tp_t1, inherited by every later stage.
@@ -179,6 +180,10 @@ def validate(config):
             raise ConfigError(message)
 
     need(config["precision"] in PRECISIONS, f"precision={config['precision']!r}: one of {', '.join(PRECISIONS)}")
+    need(config["table_update"] in trainer.TABLE_UPDATES,
+         f"table_update={config['table_update']!r}: one of {', '.join(trainer.TABLE_UPDATES)}")
+    need(config["table_update"] == "dense" or trainer.backend() == "tensorflow" and not config["data_parallel"],
+         f"table_update={config['table_update']!r}: TensorFlow on one device only (JAX gradients are dense)")
     for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
@@ -445,7 +450,7 @@ def train(model, number, phase, data, config, log, snapshots):
                         patches=rule.patches)
     step = trainer.TrainStep(lambda batch: model.task_loss(batch, number, rule.train_view),
                              model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
-                             xla=config["xla"] and not config["data_parallel"])
+                             xla=config["xla"] and not config["data_parallel"], table_update=config["table_update"])
     at = snapshots.restore(model.variables, step.optimizer, log) or {
         "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": []}
     history, evals = at["history"], at["evals"]

@@ -9,7 +9,7 @@ import pytest
 from keras import ops
 
 import trainer
-from conftest import ROOT
+from conftest import ROOT, run_stage
 
 
 def numpy_adam(w, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -110,3 +110,14 @@ def test_two_device_training_matches_one_device_at_the_same_global_batch(backend
     done = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "max difference" in done.stdout
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="row updates are a TensorFlow path")
+def test_stage_with_sparse_table_update_trains_like_dense(synthetic_dir, tmp_path):
+    weights = {}
+    for table_update in ("dense", "sparse"):
+        run_stage("tp_t1", synthetic_dir, tmp_path / table_update, f"--table_update={table_update}")
+        with np.load(tmp_path / table_update / "Models" / "tp_t1" / "weights.npz") as saved:
+            weights[table_update] = {name: saved[name] for name in saved.files}
+    worst = max(float(np.abs(weights["dense"][k] - weights["sparse"][k]).max()) for k in weights["dense"])
+    assert worst < 1e-5, worst
