@@ -73,6 +73,22 @@ def data_parallel(enabled):
             keras.distribution.set_distribution(previous)
 
 
+def sharded_item_tables(model_shards):
+    """JAX: a keras.distribution.ModelParallel over every device that splits the rows of the item
+    tables (embedding, T1 softmax weights and bias, T2+ target tables), and so their Adam moments,
+    into `model_shards` parts; each batch is split over the remaining mesh axis. Set it with
+    keras.distribution.set_distribution before building the model."""
+    devices = keras.distribution.list_devices()
+    if len(devices) % model_shards:
+        raise ValueError(f"{len(devices)} devices do not split into {model_shards} model shards")
+    mesh = keras.distribution.DeviceMesh((len(devices) // model_shards, model_shards), ["batch", "model"], devices)
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[r".*embedding/embeddings"] = ("model", None)  # keys match whole variable paths
+    layout[r".*head_t\d+/(weight|table)"] = ("model", None)
+    layout[r".*head_t\d+/bias"] = ("model",)
+    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+
+
 def device_count():
     if _strategy is not None:
         return _strategy.num_replicas_in_sync

@@ -121,3 +121,44 @@ def test_stage_with_sparse_table_update_trains_like_dense(synthetic_dir, tmp_pat
             weights[table_update] = {name: saved[name] for name in saved.files}
     worst = max(float(np.abs(weights["dense"][k] - weights["sparse"][k]).max()) for k in weights["dense"])
     assert worst < 1e-5, worst
+
+
+SHARDED_TABLES = """
+import keras, numpy as np
+import trainer
+from nextitnet import ConureModel, NextItemHead
+
+def train(distribution):
+    keras.distribution.set_distribution(distribution)
+    keras.utils.set_random_seed(0)
+    model = ConureModel(40, 8, (1, 2), 3)
+    model.add_head(1, NextItemHead(40, name="head_t1"))
+    model.set_trainable(1, shared=True)
+    step = trainer.TrainStep(lambda b: model.task_loss(b, 1, "train"), model.trainable_variables,
+                             model.variables, trainer.adam(1e-2))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        ids = rng.integers(3, 40, size=(8, 11)).astype("int32")
+        step({"tokens": ids[:, :-1], "labels": ids[:, 1:], "weights": np.ones((8, 10), "float32"),
+              "sampled": np.arange(3, 19, dtype="int32"), "num_tries": np.asarray(20.0, "float32")})
+    moments = [v for v in step.optimizer.variables if "head_t1_weight" in v.path]
+    tables = [model.backbone.embedding.embeddings, model.head(1).weight] + moments
+    specs = {tuple(getattr(v.value.sharding, "spec", ()))[:1] for v in tables}  # rows split over "model"
+    return {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}, specs
+
+single, _ = train(None)
+sharded, specs = train(trainer.sharded_item_tables(2))
+assert specs == {("model",)}, specs
+worst = max(float(np.abs(single[k] - sharded[k]).max()) for k in single)
+assert worst < 1e-5, worst
+print("max difference", worst)
+"""
+
+
+def test_item_tables_sharded_over_two_of_four_devices_train_like_one_device():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SHARDED_TABLES], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "max difference" in done.stdout
