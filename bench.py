@@ -1,13 +1,16 @@
 """Benchmarks. Each case is a function in CASES; run one with --case=NAME.
 
     python bench.py --scale=small             # training and evaluation (the default case, "train")
-    python bench.py --scale=ttl               # the same at full TTL scale (645,974 items; a GPU run)
+    python bench.py --scale=ttl --steps=2     # full TTL scale (645,974 items): a few steps on a CPU
+    python bench.py --case=memory --scale=ttl # the memory model at batch 32 and 256, nothing run
     python bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
 
 The "train" case times real training steps of Conure stages and evaluation on generated data of the
-chosen scale, and a matmul on the same device in the same run, and prints one table. Every
-comparison in it (plain vs item-chunked softmax, float32 vs mixed bfloat16, XLA on/off on
-TensorFlow, real batches vs one constant batch) is measured in that same run.
+chosen scale, and a plain matmul on the same device in the same run, and prints one table: steps/s,
+the time split of a step (data, forward/backward, optimizer), peak memory against memory_model(),
+achieved TFLOP/s and its share of the matmul peak. Every comparison in it (plain vs item-chunked
+softmax, float32 vs mixed bfloat16, XLA on/off and Adam's table updates on TensorFlow, real batches
+vs one constant batch) is measured in that same run.
 """
 from __future__ import annotations
 
@@ -222,7 +225,7 @@ def memory_model(scale, row, batch, chunk=None):
     dtype_bytes = 2 if row.precision == "mixed_bfloat16" else 4
     backbone = 13 * blocks * positions * channels * dtype_bytes  # saved per block: norms, relus, 2x3 taps, convs
     sampled = int(0.2 * items)
-    head = {"sampled": 3 * positions * sampled * 4 + 2 * sampled * channels * 4,  # logits, their exp and gradient
+    head = {"sampled": 4 * positions * sampled * 4 + 2 * sampled * channels * 4,  # logits, with the true one, exp, grad
             "full": 3 * positions * items * 4,
             "chunked": 4 * positions * (chunk or softmax_chunk(scale)) * 4 + 2 * table * 4,  # two chunks' logits
             "bpr": 0}[row.loss]
@@ -235,14 +238,14 @@ def case_memory(args) -> None:
     """The memory model at a scale, for batch 32 and 256 (or --batch), T1 sampled and item-chunked."""
     scale = SCALES[args.scale]
     print(f"memory model, scale {args.scale}: {scale['items']:,} items, {scale['channels']} channels, "
-          f"{len(scale['dilations'])} blocks (GB = 1e9 bytes)")
+          f"{len(scale['dilations'])} blocks; GiB")
     lines = []
     for batch in ([args.batch] if args.batch else [32, 256]):
         for row in (ROWS[0], next(r for r in ROWS if r.loss == "chunked")):
             parts = memory_model(scale, row, batch, chunk=softmax_chunk(scale))
             lines.append({"case": row.name, "batch": str(batch),
-                          **{k: f"{v / 1e9:.2f}" for k, v in parts.items()},
-                          "total GB": f"{sum(parts.values()) / 1e9:.2f}",
+                          **{k: f"{v / 2**30:.2f}" for k, v in parts.items()},
+                          "total": f"{sum(parts.values()) / 2**30:.2f}",
                           "tables' share": f"{_table_share(scale, parts):.0%}"})
     _print_rows(lines)
 
@@ -468,7 +471,7 @@ def case_train(args) -> None:
     wanted = args.row or scale.get("rows", [r.name for r in ROWS])
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     rows = [r for r in ROWS if r.name in wanted and not (r.tensorflow_only and backend != "tensorflow")]
-    if scale.get("isolate"):  # each row in a fresh interpreter: its own peak memory, nothing left from the last
+    if args.isolate or scale.get("isolate"):  # each row in a fresh interpreter: its own peak memory
         measured = []
         for row in rows:
             print(f"measuring {row.name} ...", file=sys.stderr, flush=True)
@@ -485,7 +488,7 @@ def case_train(args) -> None:
     for row, m in zip(rows, measured):
         peak = peaks[row.precision]
         table.append({"case": row.name, "backend": m["backend"], "device": device, "dtype": row.precision,
-                      "batch": str(batch), "steps/s": f"{m['rate']:.2f}", "seq/s": f"{m['rate'] * batch:,.0f}",
+                      "batch": str(batch), "steps/s": _rate(m["rate"]), "seq/s": _rate(m["rate"] * batch),
                       **{f"{part} ms": f"{seconds * 1e3:,.0f}" for part, seconds in m["split"].items()},
                       "step ms": f"{1e3 / m['rate']:,.0f}", "TFLOP/s": f"{m['tflops']:.3f}",
                       "peak TFLOP/s": f"{peak:.3f}", "of peak": share_of_peak(m["tflops"], peak),
@@ -502,7 +505,8 @@ def case_train(args) -> None:
         print("warning: the probe exceeds what the device can do; it does not measure a matmul")
     print("time split: each part run on its own, one batch at a time (a real step overlaps the data with the step "
           "and fuses the rest).\nmodel MB: memory_model()'s estimate, to set against peak MB - start MB"
-          + (" (each row ran in its own interpreter)" if scale.get("isolate") else ""))
+          + (" (each row ran in its own interpreter)" if args.isolate or scale.get("isolate") else
+             " (rows share this process: start MB holds what earlier rows left; --isolate avoids it)"))
     t1, _ = bench_data(scale, np.random.default_rng(args.seed))
     cfg = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
            "eval_batch_size": 256, "eval_chunk": 65536}
@@ -528,6 +532,10 @@ def _device_name():
     gpus = tf.config.list_physical_devices("GPU")
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else \
         f"CPU x{os.cpu_count()}"
+
+
+def _rate(per_second):
+    return f"{per_second:.3g}" if per_second < 100 else f"{per_second:,.0f}"
 
 
 def _minutes(seconds):
@@ -560,6 +568,8 @@ def main(argv=None) -> None:
                        help="small: seconds on a CPU; sample: the TTL sample at default size; ttl: full TTL")
     train.add_argument("--batch", type=int, default=None, help="training batch (default: the scale's, 32)")
     train.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    train.add_argument("--isolate", action="store_true",
+                       help="run each row in its own interpreter (the default at --scale=ttl)")
     train.add_argument("--row", action="append", choices=[r.name for r in ROWS], metavar="NAME",
                        help="measure only this row (repeatable; default: the scale's rows)")
     parse = parser.add_argument_group("parse")
