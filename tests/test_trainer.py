@@ -162,3 +162,21 @@ def test_item_tables_sharded_over_two_of_four_devices_train_like_one_device():
     done = subprocess.run([sys.executable, "-c", SHARDED_TABLES], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "max difference" in done.stdout
+
+
+def test_split_step_halves_make_the_same_update_as_the_step():
+    """bench.py times the gradients and the optimizer apart; together they must be the step."""
+    w0 = np.linspace(-1, 1, 8, dtype="float32").reshape(4, 2)
+    idx = np.array([0, 0, 3], "int32")
+    updated = []
+    for use_split in (False, True):
+        w = keras.Variable(w0)
+        step = trainer.TrainStep(lambda i: ops.sum(ops.take(w, i, axis=0) ** 2), [w], [w], trainer.adam(0.1))
+        if use_split:
+            gradients, apply = step.split()
+            apply(gradients(idx))
+        else:
+            step(idx)
+        updated.append(ops.convert_to_numpy(w))
+    np.testing.assert_allclose(updated[1], updated[0], rtol=1e-6)
+    assert np.abs(updated[0] - w0).max() > 0.05
