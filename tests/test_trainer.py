@@ -1,4 +1,5 @@
-"""The backend glue: exact Adam on repeated ids, and data parallelism that matches one device."""
+"""The backend glue: exact Adam on repeated ids (and its sparse and lazy table updates), data parallelism and
+sharded item tables that match one device."""
 import os
 import subprocess
 import sys
@@ -67,31 +68,41 @@ def test_lazy_adam_moves_only_the_rows_a_batch_touches():
     assert np.abs(got - dense).max() > 1e-3  # a different algorithm: the deviation is real
 
 
-TWO_DEVICES = """
-import os, sys
-if os.environ["KERAS_BACKEND"] == "tensorflow":
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+TINY_TRAINING = """
 import keras, numpy as np
 import trainer
 from nextitnet import ConureModel, NextItemHead
 
+def train_tiny():
+    # tp_t1's step on a tiny model over 3 batches with shared sampled negatives
+    keras.utils.set_random_seed(0)
+    model = ConureModel(30, 8, (1, 2), 3)
+    model.add_head(1, NextItemHead(30, name="head_t1"))
+    model.set_trainable(1, shared=True)
+    step = trainer.TrainStep(lambda b: model.task_loss(b, 1, "train"), model.trainable_variables,
+                             model.variables, trainer.adam(1e-2))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        ids = rng.integers(3, 30, size=(8, 11)).astype("int32")
+        step({"tokens": ids[:, :-1], "labels": ids[:, 1:], "weights": np.ones((8, 10), "float32"),
+              "sampled": np.arange(3, 19, dtype="int32"), "num_tries": np.asarray(20.0, "float32")})
+    return model, step
+
+def weights(model):
+    return {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+"""
+
+TWO_DEVICES = """
+import os
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + TINY_TRAINING + """
 def train(parallel):
     with trainer.data_parallel(parallel):
-        keras.utils.set_random_seed(0)
-        model = ConureModel(30, 8, (1, 2), 3)
-        model.add_head(1, NextItemHead(30, name="head_t1"))
-        model.set_trainable(1, shared=True)
-        step = trainer.TrainStep(lambda b: model.task_loss(b, 1, "train"), model.trainable_variables,
-                                 model.variables, trainer.adam(1e-2))
-        devices = trainer.device_count()
-        rng = np.random.default_rng(0)
-        for _ in range(3):
-            ids = rng.integers(3, 30, size=(8, 11)).astype("int32")
-            step({"tokens": ids[:, :-1], "labels": ids[:, 1:], "weights": np.ones((8, 10), "float32"),
-                  "sampled": np.arange(3, 19, dtype="int32"), "num_tries": np.asarray(20.0, "float32")})
-        return devices, {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}
+        model, _ = train_tiny()
+        return trainer.device_count(), weights(model)
 
 (one, single), (two, parallel) = train(False), train(True)
 assert (one, two) == (1, 2), (one, two)
@@ -123,28 +134,14 @@ def test_stage_with_sparse_table_update_trains_like_dense(synthetic_dir, tmp_pat
     assert worst < 1e-5, worst
 
 
-SHARDED_TABLES = """
-import keras, numpy as np
-import trainer
-from nextitnet import ConureModel, NextItemHead
-
+SHARDED_TABLES = TINY_TRAINING + """
 def train(distribution):
     keras.distribution.set_distribution(distribution)
-    keras.utils.set_random_seed(0)
-    model = ConureModel(40, 8, (1, 2), 3)
-    model.add_head(1, NextItemHead(40, name="head_t1"))
-    model.set_trainable(1, shared=True)
-    step = trainer.TrainStep(lambda b: model.task_loss(b, 1, "train"), model.trainable_variables,
-                             model.variables, trainer.adam(1e-2))
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        ids = rng.integers(3, 40, size=(8, 11)).astype("int32")
-        step({"tokens": ids[:, :-1], "labels": ids[:, 1:], "weights": np.ones((8, 10), "float32"),
-              "sampled": np.arange(3, 19, dtype="int32"), "num_tries": np.asarray(20.0, "float32")})
+    model, step = train_tiny()
     moments = [v for v in step.optimizer.variables if "head_t1_weight" in v.path]
     tables = [model.backbone.embedding.embeddings, model.head(1).weight] + moments
     specs = {tuple(getattr(v.value.sharding, "spec", ()))[:1] for v in tables}  # rows split over "model"
-    return {v.path: keras.ops.convert_to_numpy(v) for v in model.variables}, specs
+    return weights(model), specs
 
 single, _ = train(None)
 sharded, specs = train(trainer.sharded_item_tables(2))
