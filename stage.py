@@ -428,7 +428,7 @@ class Snapshots:
         return position
 
     def save(self, variables, optimizer, position):
-        if not trainer.is_chief():  # multi-worker: worker 0 writes, every worker resumes from it
+        if not trainer.is_chief():  # multi-worker: worker 0 writes; resuming needs out_dir shared by all
             return
 
         def write_files(directory):

@@ -7,7 +7,9 @@ Data parallelism uses the backends' own engines: tf.distribute.MirroredStrategy 
 every logical CPU device; MultiWorkerMirroredStrategy when TF_CONFIG names several machines) or
 keras.distribution.DataParallel on JAX (every device; every host's when KERAS_DISTRIBUTION_* name
 several). Build the model and the TrainStep inside `data_parallel(True)`; each batch is split evenly
-across the devices, and the arrays every device needs whole (SHARED_KEYS) are replicated.
+across the devices, and the arrays every device needs whole (SHARED_KEYS) are replicated. Every
+worker builds the same global batch; `is_chief()` names the one that writes files.
+`sharded_item_tables` splits the item tables' rows over devices instead (JAX ModelParallel).
 """
 import contextlib
 import functools

@@ -1,6 +1,7 @@
 """Multi-worker training on localhost: two worker processes joined by each engine's own protocol
 (TF_CONFIG for TensorFlow's MultiWorkerMirroredStrategy, KERAS_DISTRIBUTION_* for JAX over gloo)
 train tp_t1 like one process at the same global batch, and only worker 0 writes."""
+import json
 import os
 import socket
 import subprocess
@@ -30,8 +31,6 @@ def cluster_env(backend, index, ports):
     """The variables a user sets on worker `index` (README, "Several machines")."""
     addresses = [f"localhost:{p}" for p in ports]
     if backend == "tensorflow":
-        import json
-
         return {"TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})}
     return {"KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(addresses),
             "KERAS_DISTRIBUTION_NUM_PROCESSES": str(len(ports)), "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
