@@ -97,6 +97,9 @@ class Snapshots:
         return position
 
     def save(self, variables, optimizer, selection, position):
+        if not trainer.is_chief():  # multi-worker: worker 0 writes; resuming needs out_dir shared by all
+            return
+
         def write_files(directory):
             checkpoint.save_weights(directory / "variables.npz", variables)
             np.savez(directory / "optimizer.npz",
@@ -140,7 +143,7 @@ def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scal
     "valid" or "test". Returns the history: loss per epoch, held-out evaluations during
     training, the validation curve, the epoch chosen and the epochs trained."""
     step = trainer.TrainStep(loss_fn, model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
-                             xla=config["xla"] and not config["data_parallel"])
+                             xla=config["xla"] and not config["data_parallel"], table_update=config["table_update"])
     validating = data.n_valid > 0
     selection = Selection(step.variables, selection_metric(data.kind), config["patience"])
     scalars = Scalars(scalars_dir)

@@ -2,7 +2,7 @@
 
 Everything here is `keras.layers` + `keras.ops`, so it runs on the TensorFlow and JAX backends.
 
-Ownership (SPEC section 6): every conv kernel carries an int8 `owner` map of its own shape,
+Ownership (SPEC section 6): every conv kernel carries an int32 `owner` map of its own shape,
 0 = free, k = owned by task k. The task k and phase given to ConureModel.task_loss / task_scores
 pick the weights the forward pass sees:
   "train"   stop_gradient(W * [0 < owner < k]) + W * [owner == 0]
@@ -49,8 +49,8 @@ class MaskedCausalConv1D(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=shape, initializer=keras.initializers.TruncatedNormal(stddev=0.02)
         )
-        self.owner = self.add_weight(
-            name="owner", shape=shape, dtype="int8", initializer="zeros", trainable=False
+        self.owner = self.add_weight(  # int32: tf.distribute's multi-worker broadcast has no int8
+            name="owner", shape=shape, dtype="int32", initializer="zeros", trainable=False
         )
 
     def call(self, x):

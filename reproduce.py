@@ -443,7 +443,7 @@ def dataset_section(dataset, destination):
     lines += ["", "### Epochs trained and kept", ""] + epochs_table(dataset)
     figure = f"figures/curves_{dataset}.png"
     if copy_figure(run_dir(dataset, 0) / "Results" / "curves.png", destination / figure):
-        lines += ["", f"Learning curves of Conure, seed 0 (training loss, validation metric, the epoch kept):", "",
+        lines += ["", "Learning curves of Conure, seed 0 (training loss, validation metric, the epoch kept):", "",
                   f"![learning curves]({figure})"]
     lines += ["", "### Parameters stored per task", ""] + storage_table(dataset)
     for method in ("conure", "sinmoall"):

@@ -63,6 +63,7 @@ DEFAULTS = {
     "precision": "float32",         # or "mixed_bfloat16" (losses are still reduced in float32)
     "data_parallel": False,         # split each batch over every device (tf.distribute / keras.distribution)
     "xla": True,                    # TensorFlow: compile the training step with XLA (JAX always does)
+    "table_update": "dense",        # TensorFlow: Adam on embedding-table rows, "dense", "sparse" or "lazy" (trainer.py)
     "verbose": 1,                   # 0: quiet, 1: progress bar and per-epoch lines
     "tensorboard_dir": "",          # write TensorBoard scalars to <tensorboard_dir>/<stage>/ ("": none)
     "save_every": 1000,             # steps between snapshots for resuming (0: only after each epoch)
@@ -186,6 +187,10 @@ def validate(config):
             raise ConfigError(message)
 
     need(config["precision"] in PRECISIONS, f"precision={config['precision']!r}: one of {', '.join(PRECISIONS)}")
+    need(config["table_update"] in trainer.TABLE_UPDATES,
+         f"table_update={config['table_update']!r}: one of {', '.join(trainer.TABLE_UPDATES)}")
+    need(config["table_update"] == "dense" or trainer.backend() == "tensorflow" and not config["data_parallel"],
+         f"table_update={config['table_update']!r}: TensorFlow on one device only (JAX gradients are dense)")
     for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk", "patience"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
     for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
@@ -492,6 +497,8 @@ def _run_stage(stage_name, config, explicit, reuse):
     log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / "
         + (f"{data.n_valid:,} validation / " if data.n_valid else "")
         + f"{data.n_test:,} held-out examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+    if config["data_parallel"]:
+        log(trainer.parallel_summary())
     unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
     if unseen_targets:
         log(f"warning: {unseen_targets:,} held-out examples have a target that never occurs in training")
@@ -549,6 +556,8 @@ def _run_stage(stage_name, config, explicit, reuse):
                 "t1_sha256": prints["t1_sha256"],
                 "tasks": chain, "config": config, "backend": trainer.backend(),
                 "ownership_counts": {("free" if k == 0 else f"T{k}"): int(c) for k, c in enumerate(ownership_counts)}}
+    if not trainer.is_chief():  # multi-worker: worker 0 alone writes the checkpoint and results
+        return {**results, **final}
 
     def write_files(directory):
         checkpoint.save_weights(directory / "weights.npz", weight_variables(model))

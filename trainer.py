@@ -7,9 +7,12 @@ Data parallelism uses the backends' own engines: tf.distribute.MirroredStrategy 
 every logical CPU device; MultiWorkerMirroredStrategy when TF_CONFIG names several machines) or
 keras.distribution.DataParallel on JAX (every device; every host's when KERAS_DISTRIBUTION_* name
 several). Build the model and the TrainStep inside `data_parallel(True)`; each batch is split evenly
-across the devices, and the arrays every device needs whole (SHARED_KEYS) are replicated.
+across the devices, and the arrays every device needs whole (SHARED_KEYS) are replicated. Every
+worker builds the same global batch; `is_chief()` names the one that writes files.
+`sharded_item_tables` splits the item tables' rows over devices instead (JAX ModelParallel).
 """
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -59,6 +62,10 @@ def data_parallel(enabled):
             _strategy = None
     else:
         if "KERAS_DISTRIBUTION_JOB_ADDRESSES" in os.environ and not _hosts_joined:
+            if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # CPU hosts need it (jax < 0.5: none)
+                import jax
+
+                jax.config.update("jax_cpu_collectives_implementation", "gloo")
             keras.distribution.initialize()  # several hosts, from KERAS_DISTRIBUTION_* variables
             _hosts_joined.append(True)
         previous = keras.distribution.distribution()
@@ -69,6 +76,22 @@ def data_parallel(enabled):
             keras.distribution.set_distribution(previous)
 
 
+def sharded_item_tables(model_shards):
+    """JAX: a keras.distribution.ModelParallel over every device that splits the rows of the item
+    tables (embedding, T1 softmax weights and bias, T2+ target tables), and so their Adam moments,
+    into `model_shards` parts; each batch is split over the remaining mesh axis. Set it with
+    keras.distribution.set_distribution before building the model."""
+    devices = keras.distribution.list_devices()
+    if len(devices) % model_shards:
+        raise ValueError(f"{len(devices)} devices do not split into {model_shards} model shards")
+    mesh = keras.distribution.DeviceMesh((len(devices) // model_shards, model_shards), ["batch", "model"], devices)
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[r".*embedding/embeddings"] = ("model", None)  # keys match whole variable paths
+    layout[r".*head_t\d+/(weight|table)"] = ("model", None)
+    layout[r".*head_t\d+/bias"] = ("model",)
+    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+
+
 def device_count():
     if _strategy is not None:
         return _strategy.num_replicas_in_sync
@@ -76,18 +99,59 @@ def device_count():
     return len(distribution.device_mesh.devices.ravel()) if distribution else 1
 
 
+def is_chief():
+    """True in the one process that writes checkpoints and results: worker 0 of a multi-worker run
+    (TF_CONFIG or KERAS_DISTRIBUTION_*), and any single-process run."""
+    if _strategy is not None:
+        return _strategy.extended.should_checkpoint
+    if backend() == "jax" and _hosts_joined:
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
+def parallel_summary():
+    """One line: how many devices and processes share each batch, and this process's part."""
+    if _strategy is not None:
+        resolver = getattr(_strategy, "cluster_resolver", None)
+        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) if resolver else 1
+        where = f"worker {resolver.task_id} of {workers}" if resolver and workers > 1 else "one process"
+        engine = "MultiWorkerMirroredStrategy" if resolver else "MirroredStrategy"
+        return f"data parallel: {_strategy.num_replicas_in_sync} devices, {where} ({engine})"
+    import jax
+
+    return (f"data parallel: {device_count()} devices, process {jax.process_index()} of {jax.process_count()} "
+            "(keras.distribution.DataParallel)")
+
+
 def adam(learning_rate):
     """A fresh Adam as the release used it (TF1 defaults: beta1 0.9, beta2 0.999, eps 1e-8), no weight decay."""
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
+TABLE_UPDATES = ("dense", "sparse", "lazy")
+
+
 class TrainStep:
     """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`. `xla`
-    compiles the TensorFlow step with XLA (JAX always does)."""
+    compiles the TensorFlow step with XLA (JAX always does).
 
-    def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False):
+    `table_update` (TensorFlow, one device) says how Adam treats the row gradients of embedding
+    tables (IndexedSlices): "dense" (default) and "sparse" are TF1's Adam, which decays the moments
+    and moves every row, touched or not; "dense" makes the gradient dense first, "sparse" adds the
+    summed rows into the decayed moments (TF1's own order of operations). "lazy" updates only the
+    rows the batch touches (TF1's LazyAdamOptimizer): a deviation from the release's algorithm."""
+
+    def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False, table_update="dense"):
+        if table_update not in TABLE_UPDATES:
+            raise ValueError(f"table_update={table_update!r}: one of {', '.join(TABLE_UPDATES)}")
+        if table_update != "dense" and (backend() != "tensorflow" or _strategy is not None):
+            raise ValueError(f"table_update={table_update!r} needs TensorFlow on one device (JAX gradients are dense)")
         self.variables = list(variables)
         self.optimizer = optimizer
+        self.table_update = table_update
+        self.xla = xla
         optimizer.build(self.variables)
         if backend() == "tensorflow":
             self._step = self._tensorflow_step(loss_fn, xla)
@@ -100,21 +164,40 @@ class TrainStep:
     def __call__(self, batch):
         return float(self._step(batch))
 
+    def split(self):
+        """(gradients, apply): the step's two halves compiled on their own, for timing them apart
+        (bench.py). `grads = gradients(batch)`, then `apply(grads)`; each returns when its work is done."""
+        return self._split()
+
+    # ----------------------------------------------------------------- TensorFlow
+
     def _tensorflow_step(self, loss_fn, xla):
         import tensorflow as tf
 
         strategy = _strategy
         replicas = strategy.num_replicas_in_sync if strategy else 1
 
-        def replica_step(batch):
+        def gradients(batch):
             with tf.GradientTape() as tape:
                 loss = loss_fn(batch) / replicas  # gradients are summed over replicas
-            # Dense gradients: Keras's Adam mis-updates IndexedSlices that repeat an index (a token
-            # twice in a batch), and they do not all-reduce correctly across replicas either.
-            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.variables)]
-            self.optimizer.apply(grads, self.variables)
+            return loss, tape.gradient(loss, self.variables)
+
+        def replica_step(batch):
+            loss, grads = gradients(batch)
+            self._tensorflow_apply(grads)
             return loss
 
+        def split():
+            compiled_gradients = tf.function(gradients, jit_compile=xla)
+            compiled_apply = tf.function(self._tensorflow_apply, jit_compile=xla)
+
+            def apply(grads):
+                compiled_apply(grads)
+                _wait_tensorflow(self.variables)
+
+            return lambda batch: _wait_tensorflow(compiled_gradients(batch)[1]), apply
+
+        self._split = split
         if strategy is None:
             return tf.function(replica_step, reduce_retracing=True, jit_compile=xla)
 
@@ -130,6 +213,50 @@ class TrainStep:
 
         return step
 
+    def _tensorflow_apply(self, grads):
+        import tensorflow as tf
+
+        if self.table_update == "dense":
+            # Keras's Adam mis-updates IndexedSlices that repeat an index (a token twice in a batch),
+            # and they do not all-reduce correctly across replicas either.
+            self.optimizer.apply([tf.convert_to_tensor(g) for g in grads], self.variables)
+            return
+        rows = [(g, v) for g, v in zip(grads, self.variables) if isinstance(g, tf.IndexedSlices)]
+        dense = [(g, v) for g, v in zip(grads, self.variables) if not isinstance(g, tf.IndexedSlices)]
+        step = tf.cast(self.optimizer.iterations + 1, "float32")  # before apply() counts this step
+        for grad, variable in rows:
+            self._adam_rows(summed_rows(grad), variable, step)
+        if dense:
+            self.optimizer.apply([g for g, _ in dense], [v for _, v in dense])
+        else:
+            self.optimizer.iterations.assign_add(1)
+
+    def _adam_rows(self, grad, variable, step):
+        """Adam on a gradient with unique rows: TF1's AdamOptimizer._apply_sparse ("sparse") or
+        LazyAdamOptimizer ("lazy")."""
+        import tensorflow as tf
+
+        opt = self.optimizer
+        index = opt._get_variable_index(variable)  # Keras keeps Adam's moments by variable index
+        m, v, w = opt._momentums[index].value, opt._velocities[index].value, variable.value
+        b1, b2 = opt.beta_1, opt.beta_2
+        alpha = tf.cast(opt.learning_rate, "float32") * tf.sqrt(1 - b2 ** step) / (1 - b1 ** step)
+        rows, values = grad.indices, grad.values
+        if self.table_update == "sparse":
+            m.assign(m * b1)
+            m.scatter_add(tf.IndexedSlices(values * (1 - b1), rows))
+            v.assign(v * b2)
+            v.scatter_add(tf.IndexedSlices(values * values * (1 - b2), rows))
+            w.assign_sub(alpha * m / (tf.sqrt(v) + opt.epsilon))
+            return
+        m_rows = b1 * tf.gather(m, rows) + (1 - b1) * values
+        v_rows = b2 * tf.gather(v, rows) + (1 - b2) * values * values
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        w.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + opt.epsilon), rows))
+
+    # ----------------------------------------------------------------- JAX
+
     def _jax_step(self, loss_fn, frozen):
         import jax
 
@@ -138,24 +265,68 @@ class TrainStep:
             with keras.StatelessScope(state_mapping=mapping):
                 return loss_fn(batch)
 
-        @jax.jit
+        def apply(optimizer_values, grads, values):
+            values, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, values)
+            return values, optimizer_values
+
+        # Donated: the step's new parameters and Adam state take the old ones' memory.
+        @functools.partial(jax.jit, donate_argnums=(0, 2))
         def pure_step(values, frozen_values, optimizer_values, batch):
             loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
-            values, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, values)
+            values, optimizer_values = apply(optimizer_values, grads, values)
             return loss, values, optimizer_values
+
+        def assign(values, optimizer_values):
+            for variable, value in zip(self.variables, values):
+                variable.assign(value)
+            for variable, value in zip(self.optimizer.variables, optimizer_values):
+                variable.assign(value)
 
         def step(batch):
             loss, values, optimizer_values = pure_step(
                 [v.value for v in self.variables], [v.value for v in frozen],
                 [v.value for v in self.optimizer.variables], shard_batch(batch),
             )
-            for variable, value in zip(self.variables, values):
-                variable.assign(value)
-            for variable, value in zip(self.optimizer.variables, optimizer_values):
-                variable.assign(value)
+            assign(values, optimizer_values)
             return loss
 
+        def split():
+            compiled_gradients = jax.jit(jax.grad(loss_of))
+            compiled_apply = jax.jit(apply, donate_argnums=(0, 2))
+
+            def gradients(batch):
+                return jax.block_until_ready(compiled_gradients(
+                    [v.value for v in self.variables], [v.value for v in frozen], shard_batch(batch)))
+
+            def apply_grads(grads):
+                assign(*jax.block_until_ready(compiled_apply(
+                    [v.value for v in self.optimizer.variables], grads, [v.value for v in self.variables])))
+
+            return gradients, apply_grads
+
+        self._split = split
         return step
+
+
+def summed_rows(grad):
+    """IndexedSlices with each row index once, its values summed (a token twice in a batch)."""
+    import tensorflow as tf
+
+    rows, position = tf.unique(grad.indices)
+    return tf.IndexedSlices(tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0]), rows,
+                            grad.dense_shape)
+
+
+def _wait_tensorflow(structure):
+    """Return `structure` once every tensor in it is computed (reading one element of each waits
+    for it on an asynchronous device)."""
+    import tensorflow as tf
+
+    for leaf in tf.nest.flatten(structure, expand_composites=True):
+        tensor = leaf.value if isinstance(leaf, keras.Variable) else leaf
+        if tf.size(tensor) > 0:
+            tf.reshape(tensor, [-1])[0].numpy()
+    return structure
 
 
 def split_batch(batch, parts):
@@ -223,13 +394,20 @@ def numerics():
     return settings
 
 
+def cpu_info():
+    """The CPU as /proc/cpuinfo describes it: model name, feature flags, each core's MHz."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    fields = [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in lines)]
+    return {"model": next((v for k, v in fields if k == "model name"), "unknown"),
+            "flags": set(next((v.split() for k, v in fields if k == "flags"), [])),
+            "mhz": [float(v) for k, v in fields if k == "cpu MHz"]}
+
+
 def cpu_model():
     """The CPU's model name and its widest vector extension (AVX-512 changes kernel choices)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
-    return f"{name}, {widest}" if widest else name
+    info = cpu_info()
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in info["flags"]), "")
+    return f"{info['model']}, {widest}" if widest else info["model"]

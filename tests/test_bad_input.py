@@ -110,6 +110,8 @@ def test_label_never_seen_in_training_is_refused(data, t1_run, tmp_path):
     (["--prune_ratio=1.2"], "prune_ratio=1.2: must lie in"),
     (["--dilations=[1,64]"], "the widest conv looks 256 steps back"),
     (["--kernel_size=1"], "kernel_size=1"),
+    (["--table_update=eager"], "table_update='eager': one of dense, sparse, lazy"),
+    (["--table_update=lazy", "--data_parallel=True"], "table_update='lazy': TensorFlow on one device only"),
 ])
 def test_bad_hyperparameter_is_refused_before_any_work(argv, message, synthetic_dir, tmp_path):
     before = folder_state(tmp_path)
