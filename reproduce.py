@@ -80,34 +80,34 @@ def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks
             f"--method={method}", f"--seed={seed}", f"--preset={preset}", "--verbose=0", *extra]
 
 
-def other_class_loss(dataset):
-    """The classification loss the converged preset does not use on this data set."""
-    used = presets.DataSettings(DATASETS[dataset]["data_dir"]).converged()["later"].get("full_softmax", False)
-    return "logistic" if used else "softmax"
+def other_class_loss():
+    """The classification loss the converged preset does not use."""
+    return "logistic" if presets.CLASS["full_softmax"] else "softmax"
 
 
-def experiments():
+def experiments(datasets=None):
     """(label, run_all argv, prepare) in the order they run: the forgetting comparison (Conure,
     SinMoAll) first, then the other baselines, the classification heads, the paper's width and the
-    prune sweep; each seed completes before the next starts."""
-    first = [("ml-1m", "conure"), ("ml-1m", "sinmoall"), ("ttl-sample", "conure"), ("ttl-sample", "sinmoall")]
-    pairs = first + [(d, m) for d in DATASETS for m in METHODS if (d, m) not in first]
+    prune sweep; each seed completes before the next starts. `datasets`: only these."""
+    datasets = datasets or list(DATASETS)
+    first = [(d, m) for d in datasets for m in ("conure", "sinmoall")]
+    pairs = first + [(d, m) for d in datasets for m in METHODS if (d, m) not in first]
     for seed in sorted({s for d, m in pairs for s in seeds_of(d, m)}):
         for dataset, method in pairs:
             if seed in seeds_of(dataset, method):
                 yield f"{dataset} {method} seed {seed}", run_all_args(dataset, run_dir(dataset, seed), method, seed), None
-    for seed in HEADS["seeds"]:
-        loss = other_class_loss(HEADS["dataset"])
+    for seed in HEADS["seeds"] if HEADS["dataset"] in datasets else ():
+        loss = other_class_loss()
         yield (f"{HEADS['dataset']} Conure, {loss} heads, seed {seed}",
                run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, None,
                             f"--class_loss={loss}"),
                lambda seed=seed, loss=loss: share_stages(run_dir(HEADS["dataset"], seed), heads_dir(loss, seed)))
-    for seed in PAPER_WIDTH["seeds"]:
+    for seed in PAPER_WIDTH["seeds"] if PAPER_WIDTH["dataset"] in datasets else ():
         yield (f"{PAPER_WIDTH['dataset']} Conure at the paper's width, seed {seed}",
                run_all_args(PAPER_WIDTH["dataset"], paper_width_dir(seed), "conure", seed, PRESET, None,
                             f"--channels={PAPER_WIDTH['channels']}",
                             "--dilations=" + ",".join(map(str, PAPER_WIDTH["dilations"]))), None)
-    for ratio in SWEEP["ratios"]:
+    for ratio in SWEEP["ratios"] if SWEEP["dataset"] in datasets else ():
         yield (f"{SWEEP['dataset']} prune ratio {ratio}",
                run_all_args(SWEEP["dataset"], sweep_dir(ratio), "conure", SWEEP["seed"], SWEEP["preset"],
                             SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
@@ -125,8 +125,9 @@ def share_stages(source, destination):
 
 
 def run(args):
-    prepare_ml1m()
-    for label, argv, prepare in experiments():
+    if "ml-1m" in args.datasets:
+        prepare_ml1m()
+    for label, argv, prepare in experiments(args.datasets):
         print(f"\n##### {label}", flush=True)
         if prepare:
             prepare()
@@ -499,7 +500,12 @@ def report(args=None, destination=ROOT):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--datasets", type=lambda text: text.split(","), default=list(DATASETS),
+                        help=f"run: only these, comma-separated (default: {','.join(DATASETS)})")
     args = parser.parse_args(argv)
+    unknown = set(args.datasets) - set(DATASETS)
+    if unknown:
+        parser.error(f"--datasets: unknown {', '.join(sorted(unknown))} (known: {', '.join(DATASETS)})")
     (run if args.command == "run" else report)(args)
 
 

@@ -432,8 +432,10 @@ def evaluate(model, number, data, config, phase="infer", part="test"):
 
 
 def run_fingerprint(stage_name, config, prints, previous):
-    """What a snapshot must match to be resumed: stage, settings that change training, data, start."""
-    cosmetic = {"verbose", "eval_cap", "eval_batch_size", "eval_chunk", "save_every", "tensorboard_dir"}
+    """What a snapshot must match to be resumed: stage, settings that change training, data, start.
+    Paths are left out: the data are identified by their hashes, the start by its files' hashes."""
+    cosmetic = {"verbose", "eval_cap", "eval_batch_size", "eval_chunk", "save_every", "tensorboard_dir", "data_dir",
+                "out_dir"}
     settings = {k: v for k, v in config.items() if k not in cosmetic}
     start = previous["files"] if previous else None
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()

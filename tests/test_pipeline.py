@@ -84,6 +84,17 @@ def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
     written = weights.stat().st_mtime_ns
     run_all.main(argv)
     assert weights.stat().st_mtime_ns == written
+    # finished stages copied into another folder are reused there too (paths are not part of a run)
+    other = tmp_path / "other"
+    for name in ("tp_t1", "ret_t1"):
+        shutil.copytree(tmp_path / "Models" / name, other / "Models" / name)
+        for suffix in (".json", ".timing.json"):
+            (other / "Results").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(tmp_path / "Results" / f"{name}{suffix}", other / "Results" / f"{name}{suffix}")
+    copied = (other / "Models" / "ret_t1" / "weights.npz").stat().st_mtime_ns
+    run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={other}", "--tasks=1-2", "--verbose=0"])
+    assert (other / "Models" / "ret_t1" / "weights.npz").stat().st_mtime_ns == copied
+    assert (other / "Models" / "ret_t2" / "weights.npz").read_bytes() == weights.read_bytes()
     run_all.main(argv[:-1] + ["--seed=1"])  # other settings: trained again
     assert weights.stat().st_mtime_ns != written
 
