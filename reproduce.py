@@ -2,6 +2,7 @@
 
     python reproduce.py run       # every experiment below (hours on 2 CPU cores; finished stages are reused)
     python reproduce.py report    # REPRODUCTION.md and figures/ from whatever results exist
+    python reproduce.py run --datasets=ml-1m --methods=conure --tasks=1   # a part of it
 
 Experiments, all with run_all.py's converged preset (validation slice, early stopping):
   - Conure and the baselines of SPEC section 9 (SinMo, SinMoAll, FineAll, FineSmax, PeterRec) on
@@ -80,37 +81,57 @@ def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks
             f"--method={method}", f"--seed={seed}", f"--preset={preset}", "--verbose=0", *extra]
 
 
+def architecture_text(dataset):
+    """The converged preset's backbone for this data set, e.g. '256 channels, dilations [1, 4]'."""
+    data_dir = Path(DATASETS[dataset]["data_dir"])
+    if not (data_dir / tasks.task(1).file).exists():
+        return "the converged preset's backbone (data not found here)"
+    settings = presets.DataSettings(data_dir)
+    architecture = settings.converged()["architecture"]
+    return f"{architecture['channels']} channels, dilations {architecture['dilations']} ({settings.name})"
+
+
 def other_class_loss():
     """The classification loss the converged preset does not use."""
     return "logistic" if presets.CLASS["full_softmax"] else "softmax"
 
 
-def experiments(datasets=None):
+PARTS = ("main", "heads", "paper_width", "sweep")
+
+
+def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=PARTS):
     """(label, run_all argv, prepare) in the order they run: the forgetting comparison (Conure,
     SinMoAll) first, then the other baselines, the classification heads, the paper's width and the
-    prune sweep; each seed completes before the next starts. `datasets`: only these."""
+    prune sweep; each seed completes before the next starts. `datasets`, `methods`, `seeds`,
+    `parts`: only these; `tasks_text` (e.g. "1"): the first tasks only, for a partial run."""
     datasets = datasets or list(DATASETS)
-    first = [(d, m) for d in datasets for m in ("conure", "sinmoall")]
-    pairs = first + [(d, m) for d in datasets for m in METHODS if (d, m) not in first]
-    for seed in sorted({s for d, m in pairs for s in seeds_of(d, m)}):
+    methods = methods or METHODS
+    chosen = lambda seed_list: [s for s in seed_list if seeds is None or s in seeds]
+    first = [(d, m) for d in datasets for m in ("conure", "sinmoall") if m in methods]
+    pairs = first + [(d, m) for d in datasets for m in methods if (d, m) not in first]
+    for seed in sorted({s for d, m in pairs for s in chosen(seeds_of(d, m))}) if "main" in parts else ():
         for dataset, method in pairs:
             if seed in seeds_of(dataset, method):
-                yield f"{dataset} {method} seed {seed}", run_all_args(dataset, run_dir(dataset, seed), method, seed), None
-    for seed in HEADS["seeds"] if HEADS["dataset"] in datasets else ():
+                yield (f"{dataset} {method} seed {seed}",
+                       run_all_args(dataset, run_dir(dataset, seed), method, seed, PRESET, tasks_text), None)
+    heads = "heads" in parts and HEADS["dataset"] in datasets and "conure" in methods
+    for seed in chosen(HEADS["seeds"]) if heads else ():
         loss = other_class_loss()
         yield (f"{HEADS['dataset']} Conure, {loss} heads, seed {seed}",
-               run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, None,
+               run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, tasks_text,
                             f"--class_loss={loss}"),
                lambda seed=seed, loss=loss: share_stages(run_dir(HEADS["dataset"], seed), heads_dir(loss, seed)))
-    for seed in PAPER_WIDTH["seeds"] if PAPER_WIDTH["dataset"] in datasets else ():
+    paper_width = "paper_width" in parts and PAPER_WIDTH["dataset"] in datasets and "conure" in methods
+    for seed in chosen(PAPER_WIDTH["seeds"]) if paper_width else ():
         yield (f"{PAPER_WIDTH['dataset']} Conure at the paper's width, seed {seed}",
-               run_all_args(PAPER_WIDTH["dataset"], paper_width_dir(seed), "conure", seed, PRESET, None,
+               run_all_args(PAPER_WIDTH["dataset"], paper_width_dir(seed), "conure", seed, PRESET, tasks_text,
                             f"--channels={PAPER_WIDTH['channels']}",
                             "--dilations=" + ",".join(map(str, PAPER_WIDTH["dilations"]))), None)
-    for ratio in SWEEP["ratios"] if SWEEP["dataset"] in datasets else ():
+    sweep = "sweep" in parts and SWEEP["dataset"] in datasets and "conure" in methods
+    for ratio in SWEEP["ratios"] if sweep and (seeds is None or SWEEP["seed"] in seeds) else ():
         yield (f"{SWEEP['dataset']} prune ratio {ratio}",
                run_all_args(SWEEP["dataset"], sweep_dir(ratio), "conure", SWEEP["seed"], SWEEP["preset"],
-                            SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
+                            tasks_text or SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
 
 
 def share_stages(source, destination):
@@ -127,7 +148,7 @@ def share_stages(source, destination):
 def run(args):
     if "ml-1m" in args.datasets:
         prepare_ml1m()
-    for label, argv, prepare in experiments(args.datasets):
+    for label, argv, prepare in experiments(args.datasets, args.methods, args.seeds, args.tasks, args.parts):
         print(f"\n##### {label}", flush=True)
         if prepare:
             prepare()
@@ -331,14 +352,14 @@ def claim_lines(dataset):
             above = []
             for k in numbers_of(dataset):
                 results = collect(method_runs(dataset, method), method, k)
-                if results and k in found:
-                    metric = run_all.main_metric(k)
+                for metric in (m for m in metrics_of(k) if m != "NDCG@5") if results and k in found else ():
                     best = max(found[k]["trivial"][metric], found[k]["strong"][metric])
                     mean, std, _ = spread(results, metric)
-                    above.append(f"T{k} {'above' if mean - std > best else 'below' if mean + std < best else 'level'}")
+                    side = "above" if mean - std > best else "below" if mean + std < best else "level with"
+                    above.append(f"T{k} {metric} {side} ({mean:.4f} vs {best:.4f})")
             if above:
-                lines.append(f"- {LABELS[method]} against the better simple baseline (main metric, mean ± std over "
-                             f"seeds): {', '.join(above)}.")
+                lines.append(f"- {LABELS[method]} against the better of the two simple baselines (mean ± std over "
+                             f"seeds against the baseline): {', '.join(above)}.")
     later = [k for k in numbers_of(dataset) if k > 1]
     for other in (m for m in ("sinmo", "finall", "peterrec", "finesmax", "sinmoall") if m in METHODS):
         verdicts = []
@@ -381,7 +402,7 @@ def paper_width_table():
     numbers = numbers_of(dataset)
     lines = ["| Conure | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers) + " | stored parameters |",
              "|---|" + "---|" * (len(numbers) + 1)]
-    for label, directories in (("64 channels, 4 blocks (the preset)", method_runs(dataset, "conure")),
+    for label, directories in ((f"{architecture_text(dataset)}, the preset", method_runs(dataset, "conure")),
                                (f"{PAPER_WIDTH['channels']} channels, {len(PAPER_WIDTH['dilations'])} blocks",
                                 [paper_width_dir(s) for s in PAPER_WIDTH["seeds"]])):
         cells, stored = [], 0
@@ -430,6 +451,19 @@ def sweep_figure(path):
     return points
 
 
+def progress_lines():
+    """Which experiments have finished which tasks: the report covers only these."""
+    lines = ["| experiment | tasks finished |", "|---|---|"]
+    for label, argv, _ in experiments():
+        options = dict(arg[2:].split("=", 1) for arg in argv)
+        method, directory = options["method"], Path(options["out_dir"])
+        numbers = run_all.parse_tasks(options["tasks"])
+        done = [k for k in numbers if (directory / "Results" / f"{own_stage(method, k)}.json").exists()]
+        lines.append(f"| {label} | {len(done)} of {len(numbers)}"
+                     + (f" (T{', T'.join(map(str, done))})" if 0 < len(done) < len(numbers) else "") + " |")
+    return lines
+
+
 def dataset_section(dataset, destination):
     spec = DATASETS[dataset]
     directories = sorted({d for m in METHODS for d in method_runs(dataset, m)})
@@ -437,10 +471,12 @@ def dataset_section(dataset, destination):
     lines = [f"## {dataset}", "",
              f"Data: `{spec['data_dir']}`, tasks {spec['tasks']}. Seeds: "
              + ", ".join(f"{label} {s}" for label, s in seeds.items())
-             + f". Wall time of all its stages: {wall_minutes(directories):.0f} min on the machine named below.", "",
+             + f". Backbone: {architecture_text(dataset)}. Wall time of all its stages: "
+             f"{wall_minutes(directories):.0f} min on the machine named below.", "",
              "### Quality per task (each method's own model for the task; mean ± std over seeds)", ""]
     lines += quality_table(dataset)
-    lines += ["", "### The paper's claims on this data", ""] + claim_lines(dataset)
+    lines += ["", "### The paper's claims on this data", ""]
+    lines += claim_lines(dataset) or ["(no finished runs to judge yet)"]
     lines += ["", "### Epochs trained and kept", ""] + epochs_table(dataset)
     figure = f"figures/curves_{dataset}.png"
     if copy_figure(run_dir(dataset, 0) / "Results" / "curves.png", destination / figure):
@@ -471,11 +507,15 @@ def report(args=None, destination=ROOT):
              "Every method shares the data pipeline, the split (80/20, seed 10), the backbone and the metrics. All "
              "runs use run_all.py's converged preset: each stage keeps its best epoch on a validation slice (10% of "
              "its training split; the held-out 20% is never used to choose) and stops after 3 evaluations without "
-             "improvement. The backbone is 64 channels and 4 residual blocks, not the paper's 256 and 8, so that "
-             "every method and seed fits in hours on 2 CPU cores; one run at the paper's width is below. A cell is "
+             "improvement (5 for T1), under an epoch cap. The backbone of each data set is named in its section; it "
+             "is narrower and shallower than the paper's 256 channels and 8 blocks, so that runs fit on 2 CPU cores, "
+             "and one run at the paper's width is below. A cell is "
              "the mean ± standard deviation over the seeds that finished (n); the held-out split is the whole 20%. "
              "A difference counts only when it exceeds the two methods' standard deviations together.", "",
-             f"Machine: {machine_line()}.", ""]
+             f"Machine: {machine_line()}.", "",
+             "## What has run", "",
+             "An experiment that has not finished every task is partial: the tables below show what exists.", ""]
+    lines += progress_lines() + [""]
     for dataset in DATASETS:
         lines += dataset_section(dataset, destination)
     if HEADS["dataset"] in DATASETS:
@@ -500,12 +540,19 @@ def report(args=None, destination=ROOT):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
-    parser.add_argument("--datasets", type=lambda text: text.split(","), default=list(DATASETS),
-                        help=f"run: only these, comma-separated (default: {','.join(DATASETS)})")
+    split = lambda text: text.split(",")
+    parser.add_argument("--datasets", type=split, default=list(DATASETS),
+                        help=f"only these, comma-separated (default: {','.join(DATASETS)})")
+    parser.add_argument("--methods", type=split, default=list(METHODS), help="run: only these methods")
+    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=None,
+                        help="run: only these seeds (default: each experiment's own)")
+    parser.add_argument("--tasks", default=None, help="run: only the first tasks, e.g. 1 or 1-3 (a partial run)")
+    parser.add_argument("--parts", type=split, default=list(PARTS), help=f"run: only these of {','.join(PARTS)}")
     args = parser.parse_args(argv)
-    unknown = set(args.datasets) - set(DATASETS)
-    if unknown:
-        parser.error(f"--datasets: unknown {', '.join(sorted(unknown))} (known: {', '.join(DATASETS)})")
+    for name, known in (("datasets", DATASETS), ("methods", METHODS), ("parts", PARTS)):
+        unknown = set(getattr(args, name)) - set(known)
+        if unknown:
+            parser.error(f"--{name}: unknown {', '.join(sorted(unknown))} (known: {', '.join(known)})")
     (run if args.command == "run" else report)(args)
 
 

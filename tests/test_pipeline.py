@@ -117,9 +117,19 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     t1_row = [line for line in sinmoall.splitlines() if line.startswith("| T1 next_item (HR@5) |")][0]
     assert "unchanged" not in t1_row
     assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
+    assert "| tiny conure seed 0 | 2 of 2 |" in text and "| tiny sinmoall seed 0 | 2 of 2 |" in text
     # the claims match the quality table: T2's HR@5 difference between Conure and SinMoAll
     quality = text.split("### Quality per task")[1].split("###")[0]
     hr = {row.split("|")[1].strip(): float(row.split("|")[3].split("/")[1])
           for row in quality.splitlines() if row.startswith(("| Conure |", "| SinMoAll |"))}
     claim = next(line for line in text.splitlines() if line.startswith("- Conure vs SinMoAll"))
     assert f"T2 {hr['Conure'] - hr['SinMoAll']:+.4f}" in claim
+
+
+def test_a_partial_reproduction_runs_only_the_chosen_experiments():
+    import reproduce
+
+    chosen = list(reproduce.experiments(["ml-1m"], ["conure"], [1], "1", ["main"]))
+    assert [label for label, _, _ in chosen] == ["ml-1m conure seed 1"]
+    assert "--tasks=1" in chosen[0][1] and "--out_dir=Data/Repro/ml-1m/seed1" in chosen[0][1]
+    assert all("sinmoall" not in label for label, _, _ in reproduce.experiments(methods=["conure"]))
