@@ -280,7 +280,7 @@ class ConureModel(keras.Model):
     def user(self, tokens, task, phase):
         """The representation at the last position, which tasks 2+ and every ranking read. Only the
         receptive field is computed: the same numbers as the whole sequence, for a fraction of the
-        work (31 of 101 tokens with dilations 1, 4, 1, 4)."""
+        work (61 of 101 tokens with dilations 1, 4, 1, 4)."""
         self._use(task, phase)
         return self.backbone(tokens[:, -self.receptive_field:], patches=self.patches.get(str(task)))[:, -1, :]
 
