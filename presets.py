@@ -37,7 +37,7 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (README,
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
         "architecture": {"channels": 256, "dilations": [1, 4]},
-        "later": {"epochs": 15, "batch_size": 128, "learning_rate": 3e-4},
+        "later": {"learning_rate": 3e-4},
     },
 }
 
@@ -56,8 +56,9 @@ class DataSettings:
         return self.tuned["name"] if self.tuned else "untuned data"
 
     def converged(self):
-        settings = {**DEFAULT_CONVERGED, **(self.tuned or {})}
-        return {part: dict(settings[part]) for part in ("architecture", "t1", "later")}
+        """DEFAULT_CONVERGED with this data set's tuned entries on top, part by part."""
+        tuned = self.tuned or {}
+        return {part: {**DEFAULT_CONVERGED[part], **tuned.get(part, {})} for part in ("architecture", "t1", "later")}
 
 
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
