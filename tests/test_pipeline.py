@@ -103,6 +103,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     import reproduce
 
     monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
     monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1-2", "seeds": {},
                                                          "other_seeds": [0]}})
     monkeypatch.setattr(reproduce, "METHODS", ("conure", "sinmoall"))
@@ -124,6 +125,25 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
           for row in quality.splitlines() if row.startswith(("| Conure |", "| SinMoAll |"))}
     claim = next(line for line in text.splitlines() if line.startswith("- Conure vs SinMoAll"))
     assert f"T2 {hr['Conure'] - hr['SinMoAll']:+.4f}" in claim
+
+
+def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, tmp_path, monkeypatch):
+    import reproduce
+
+    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1", "seeds": {},
+                                                         "other_seeds": [0]}})
+    monkeypatch.setattr(reproduce, "METHODS", ("conure",))
+    run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}", "--tasks=1",
+                  "--verbose=0"])
+    reproduce.report(destination=tmp_path)
+    first = (tmp_path / "REPRODUCTION.md").read_text()
+    assert not list((tmp_path / "results").rglob("*.npz"))  # results only, no weights
+    shutil.rmtree(tmp_path / "repro")  # checkpoints and run folders gone, as in a fresh clone
+    reproduce.report(destination=tmp_path)
+    assert (tmp_path / "REPRODUCTION.md").read_text() == first
+    assert "| tiny conure seed 0 | 1 of 1 |" in first
 
 
 def test_a_partial_reproduction_runs_only_the_chosen_experiments():
