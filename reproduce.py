@@ -351,9 +351,12 @@ def forgetting_table(directory, method):
 
 def compare(mine, theirs, metric):
     """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
-    than the two standard deviations together (one seed: its difference alone, marked)."""
+    than the two standard deviations together. With one seed on either side there is no spread to
+    judge by: 'one seed'."""
     a, b = spread(mine, metric), spread(theirs, metric)
     difference, noise = a[0] - b[0], a[1] + b[1]
+    if min(a[2], b[2]) < 2:
+        return "one seed", difference, noise
     verdict = "better" if difference > noise else "worse" if -difference > noise else "tie"
     return verdict, difference, noise
 
@@ -384,9 +387,10 @@ def claim_lines(dataset):
                 results = collect(method_runs(dataset, method), method, k)
                 for metric in (m for m in metrics_of(k) if m != "NDCG@5") if results and k in found else ():
                     best = max(found[k]["trivial"][metric], found[k]["strong"][metric])
-                    mean, std, _ = spread(results, metric)
+                    mean, std, n = spread(results, metric)
                     side = "above" if mean - std > best else "below" if mean + std < best else "level with"
-                    above.append(f"T{k} {metric} {side} ({mean:.4f} vs {best:.4f})")
+                    above.append(f"T{k} {metric} {side} ({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs "
+                                 f"{best:.4f}, n={n})")
             if above:
                 lines.append(f"- {LABELS[method]} against the better of the two simple baselines (mean ± std over "
                              f"seeds against the baseline): {', '.join(above)}.")
@@ -400,10 +404,13 @@ def claim_lines(dataset):
                 verdict, difference, noise = compare(mine, theirs, run_all.main_metric(k))
                 verdicts.append((k, verdict, difference, noise))
         if verdicts:
-            tally = {v: sum(1 for _, x, _, _ in verdicts if x == v) for v in ("better", "tie", "worse")}
-            detail = ", ".join(f"T{k} {d:+.4f} (spread {n:.4f})" for k, _, d, n in verdicts)
+            tally = {v: sum(1 for _, x, _, _ in verdicts if x == v) for v in ("better", "tie", "worse", "one seed")}
+            detail = ", ".join(f"T{k} {d:+.4f} ({'one seed' if v == 'one seed' else f'spread {n:.4f}'})"
+                               for k, v, d, n in verdicts)
             lines.append(f"- Conure vs {LABELS[other]} on the later tasks: better on {tally['better']}, within the spread "
-                         f"on {tally['tie']}, worse on {tally['worse']} ({detail}).")
+                         f"on {tally['tie']}, worse on {tally['worse']}"
+                         + (f", not judged on {tally['one seed']} (one seed on a side)" if tally["one seed"] else "")
+                         + f" ({detail}).")
     return lines
 
 

@@ -153,3 +153,16 @@ def test_a_partial_reproduction_runs_only_the_chosen_experiments():
     assert [label for label, _, _ in chosen] == ["ml-1m conure seed 1"]
     assert "--tasks=1" in chosen[0][1] and "--out_dir=Data/Repro/ml-1m/seed1" in chosen[0][1]
     assert all("sinmoall" not in label for label, _, _ in reproduce.experiments(methods=["conure"]))
+
+
+@pytest.mark.parametrize("mine, theirs, verdict", [
+    ([0.30, 0.31, 0.32], [0.20, 0.21, 0.22], "better"),
+    ([0.20, 0.21, 0.22], [0.30, 0.31, 0.32], "worse"),
+    ([0.20, 0.25, 0.30], [0.24, 0.25, 0.26], "tie"),     # the gap is inside the spread
+    ([0.30], [0.20, 0.21, 0.22], "one seed"),           # no spread to judge a single run by
+])
+def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, theirs, verdict):
+    import reproduce
+
+    results = lambda values: [{"accuracy": v} for v in values]
+    assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
