@@ -25,11 +25,11 @@ import checkpoint
 import data_loader
 import evaluate
 import metrics
-import prepare_data
 import presets
 import proof
 import simple_baselines
 import stage
+import synthetic_data
 import tasks
 
 ROOT = Path(__file__).resolve().parent
@@ -95,7 +95,7 @@ def ensure_data(args, numbers):
     missing = [tasks.task(k).file for k in numbers if not (data_dir / tasks.task(k).file).exists()]
     if missing and args.data_dir == stage.DEFAULTS["data_dir"] and not any(data_dir.glob("*.csv")):
         print(f"{data_dir} has no TTL files: writing the synthetic data set there")
-        for line in prepare_data.write_synthetic(data_dir):
+        for line in synthetic_data.write_synthetic(data_dir):
             print("  " + line)
     elif missing:
         raise data_loader.DataError(data_dir / missing[0], "file not found (pick tasks with --tasks, e.g. 1-4)")

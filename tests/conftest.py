@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-import prepare_data  # noqa: E402
+import synthetic_data  # noqa: E402
 import stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ TINY = ["--channels=16", "--dilations=[1,2]", "--epochs=1", "--batch_size=32", "
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
-    prepare_data.write_synthetic(out, users=240, items=60, seed=0)
+    synthetic_data.write_synthetic(out, users=240, items=60, seed=0)
     return out
 
 

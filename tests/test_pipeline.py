@@ -6,7 +6,7 @@ import pytest
 
 import checkpoint
 import evaluate
-import prepare_data
+import synthetic_data
 import run_all
 from conftest import run_stage
 
@@ -42,7 +42,7 @@ def test_ownership_accumulates_the_release_shares(conure_chain):
 
 def test_stage_on_other_data_than_its_checkpoint_is_refused(conure_chain, tmp_path):
     other = tmp_path / "other"
-    prepare_data.write_synthetic(other, users=240, items=60, seed=1)
+    synthetic_data.write_synthetic(other, users=240, items=60, seed=1)
     with pytest.raises(checkpoint.CheckpointError, match="another T1 file: run conure_tp_t1.py first"):
         run_stage("tp_t4", other, conure_chain[0])
 

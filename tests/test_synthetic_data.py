@@ -1,11 +1,13 @@
-"""Tests for `prepare_data.py synthetic`: determinism, TTL format, planted structure."""
+"""Tests for synthetic_data.py (`prepare_data.py synthetic`): determinism, TTL format, planted structure."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import prepare_data as pdata
+import prepare_data
+import synthetic_data
+from task_files import FILE_NAMES, SEQ_LEN
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ttl-sample"
 TASKS = ("T1", "T2", "T3", "T4", "T5", "T6")
@@ -26,7 +28,7 @@ def split_line(line: str):
 
 
 def assert_left_padded_source(tokens: list) -> None:
-    assert len(tokens) == pdata.SEQ_LEN
+    assert len(tokens) == SEQ_LEN
     assert all(t.isdigit() for t in tokens)
     nonpad = [t != "0" for t in tokens]
     first = nonpad.index(True)
@@ -35,7 +37,7 @@ def assert_left_padded_source(tokens: list) -> None:
 
 def load_task(out: Path, task: str):
     """Sources as an int matrix and the target lists of one task file."""
-    parsed = [split_line(line) for line in read_lines(out / pdata.FILE_NAMES[task])]
+    parsed = [split_line(line) for line in read_lines(out / FILE_NAMES[task])]
     sources = np.array([[int(t) for t in src] for src, _ in parsed])
     return sources, [targets for _, targets in parsed]
 
@@ -47,7 +49,7 @@ def hr_at_5(top5: np.ndarray, truth: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def small_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("small")
-    pdata.write_synthetic(out, users=200, items=100, seed=0)
+    synthetic_data.write_synthetic(out, users=200, items=100, seed=0)
     return out
 
 
@@ -55,34 +57,34 @@ def small_dir(tmp_path_factory):
 def medium_dir(tmp_path_factory):
     """Enough users for the learnability checks, still well under a second."""
     out = tmp_path_factory.mktemp("medium")
-    pdata.write_synthetic(out, users=3000, items=1000, seed=1)
+    synthetic_data.write_synthetic(out, users=3000, items=1000, seed=1)
     return out
 
 
 def test_writes_the_six_spec_file_names(small_dir):
-    assert sorted(p.name for p in small_dir.iterdir()) == sorted(pdata.FILE_NAMES.values())
+    assert sorted(p.name for p in small_dir.iterdir()) == sorted(FILE_NAMES.values())
 
 
 def test_same_arguments_give_byte_identical_files(small_dir, tmp_path):
-    pdata.write_synthetic(tmp_path, users=200, items=100, seed=0)
-    for name in pdata.FILE_NAMES.values():
+    synthetic_data.write_synthetic(tmp_path, users=200, items=100, seed=0)
+    for name in FILE_NAMES.values():
         assert (tmp_path / name).read_bytes() == (small_dir / name).read_bytes(), name
 
 
 def test_different_seed_gives_different_files(small_dir, tmp_path):
-    pdata.write_synthetic(tmp_path, users=200, items=100, seed=1)
-    t1 = pdata.FILE_NAMES["T1"]
+    synthetic_data.write_synthetic(tmp_path, users=200, items=100, seed=1)
+    t1 = FILE_NAMES["T1"]
     assert (tmp_path / t1).read_bytes() != (small_dir / t1).read_bytes()
 
 
 def test_lines_end_with_newline_only(small_dir):
-    for name in pdata.FILE_NAMES.values():
+    for name in FILE_NAMES.values():
         data = (small_dir / name).read_bytes()
         assert data.endswith(b"\n") and b"\r" not in data and b"\n\n" not in data, name
 
 
 def test_t1_lines_are_100_left_padded_tokens(small_dir):
-    lines = read_lines(small_dir / pdata.FILE_NAMES["T1"])
+    lines = read_lines(small_dir / FILE_NAMES["T1"])
     assert len(lines) == 200
     for line in lines:
         tokens, targets = split_line(line)
@@ -93,13 +95,13 @@ def test_t1_lines_are_100_left_padded_tokens(small_dir):
 def test_padding_and_full_length_lines_both_occur(small_dir):
     sources, _ = load_task(small_dir, "T1")
     lengths = (sources > 0).sum(axis=1)
-    assert lengths.min() >= pdata.MIN_LEN
-    assert (lengths < pdata.SEQ_LEN).any() and (lengths == pdata.SEQ_LEN).any()
+    assert lengths.min() >= synthetic_data.MIN_LEN
+    assert (lengths < SEQ_LEN).any() and (lengths == SEQ_LEN).any()
 
 
 def test_task_lines_are_source_separator_targets(small_dir):
     for task in TASKS[1:]:
-        for line in read_lines(small_dir / pdata.FILE_NAMES[task]):
+        for line in read_lines(small_dir / FILE_NAMES[task]):
             assert line.count(",,") == 1, task
             tokens, targets = split_line(line)
             assert_left_padded_source(tokens)
@@ -127,17 +129,17 @@ def test_gender_shares_are_close_to_ttl(medium_dir):
 
 
 def test_task_sources_are_t1_lines_in_t1_order(small_dir):
-    t1 = read_lines(small_dir / pdata.FILE_NAMES["T1"])
+    t1 = read_lines(small_dir / FILE_NAMES["T1"])
     for task in TASKS[1:]:
-        sources = [line.split(",,")[0] for line in read_lines(small_dir / pdata.FILE_NAMES[task])]
+        sources = [line.split(",,")[0] for line in read_lines(small_dir / FILE_NAMES[task])]
         position = 0
         for source in sources:  # each source must appear at or after the previous match
             position = t1.index(source, position) + 1
 
 
 def test_task_files_keep_the_expected_user_shares(medium_dir):
-    n_users = len(read_lines(medium_dir / pdata.FILE_NAMES["T1"]))
-    shares = {task: len(read_lines(medium_dir / pdata.FILE_NAMES[task])) / n_users
+    n_users = len(read_lines(medium_dir / FILE_NAMES["T1"]))
+    shares = {task: len(read_lines(medium_dir / FILE_NAMES[task])) / n_users
               for task in TASKS[1:]}
     assert 0.92 < shares["T2"] < 0.98
     assert 0.15 < shares["T3"] < 0.25
@@ -212,7 +214,7 @@ def test_clicks_are_predictable_from_the_sequence(medium_dir):
 
 
 def test_labels_follow_the_latent_primary_cluster():
-    data = pdata.generate_synthetic(users=3000, items=300, seed=2)
+    data = synthetic_data.generate_synthetic(users=3000, items=300, seed=2)
     keep, labels = data.labels["T5"]
     primary, labels = data.primary[keep], labels[keep]
     table = np.zeros((data.n_clusters, labels.max() + 1))
@@ -224,8 +226,8 @@ def test_labels_follow_the_latent_primary_cluster():
 
 def test_cli_writes_files_and_prints_summary(tmp_path, capsys):
     out = tmp_path / "new" / "dir"
-    assert pdata.main(["synthetic", "--out", str(out), "--users", "30", "--items", "20"]) == 0
-    assert len(read_lines(out / pdata.FILE_NAMES["T1"])) == 30
+    assert prepare_data.main(["synthetic", "--out", str(out), "--users", "30", "--items", "20"]) == 0
+    assert len(read_lines(out / FILE_NAMES["T1"])) == 30
     printed = capsys.readouterr().out
     assert "T1: 30 users" in printed and "T4:" in printed
 
@@ -235,7 +237,7 @@ def test_no_temporary_files_are_left_behind(small_dir):
 
 
 def test_tiny_catalogue_still_generates(tmp_path):
-    pdata.write_synthetic(tmp_path, users=5, items=4, seed=3)
+    synthetic_data.write_synthetic(tmp_path, users=5, items=4, seed=3)
     sources, _ = load_task(tmp_path, "T1")
     assert sources.shape == (5, 100) and set(np.unique(sources)) <= set(range(5))
 
@@ -244,7 +246,7 @@ def test_tiny_catalogue_still_generates(tmp_path):
 def test_real_sample_has_the_shape_these_tests_check():
     """The format checks above accept the real TTL lines (guards the checker itself)."""
     for task in ("T1", "T2", "T4"):
-        with open(SAMPLE_DIR / pdata.FILE_NAMES[task], newline="") as f:
+        with open(SAMPLE_DIR / FILE_NAMES[task], newline="") as f:
             lines = [f.readline().rstrip("\r\n") for _ in range(200)]
         for line in lines:
             tokens, targets = split_line(line)

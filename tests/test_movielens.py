@@ -1,4 +1,4 @@
-"""Tests for `prepare_data.py movielens`: layouts, task definitions, errors, determinism.
+"""Tests for movielens.py (`prepare_data.py movielens`): layouts, task definitions, errors, determinism.
 
 Every fixture is a tiny MovieLens-like data set written by the test itself (no MovieLens data
 in the repository).
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import data_loader
-import prepare_data as pdata
+import movielens
+import prepare_data
+from task_files import FILE_NAMES, SEQ_LEN
 
 TASKS = ("T1", "T2", "T3", "T4", "T5", "T6")
 USER_FIELDS = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token"
@@ -73,13 +75,13 @@ def zip_folder(folder: Path, archive: Path, prefix="pkg/dataset_example") -> Pat
 # ---------------------------------------------------------------- helpers
 
 def convert(src, out, **options):
-    return pdata.convert_movielens(src, out, options.pop("dataset", None), pdata.MovieLensOptions(**options))
+    return movielens.convert_movielens(src, out, options.pop("dataset", None), movielens.MovieLensOptions(**options))
 
 
 def parse(out: Path, task: str):
     """[(source tokens, targets or None)] of one written file."""
     rows = []
-    for line in (out / pdata.FILE_NAMES[task]).read_text().splitlines():
+    for line in (out / FILE_NAMES[task]).read_text().splitlines():
         source, _, targets = line.partition(",,")
         rows.append((source.split(","), targets.split(",") if targets else None))
     return rows
@@ -94,7 +96,7 @@ def task_files(out: Path):
 
 
 def run_cli(capsys, src, out, *extra):
-    rc = pdata.main(["movielens", f"--src={src}", f"--out={out}", *extra])
+    rc = prepare_data.main(["movielens", f"--src={src}", f"--out={out}", *extra])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -115,13 +117,13 @@ def test_layout_converts_and_reads_back(tmp_path, layout):
     src, out = LAYOUTS[layout](tmp_path), tmp_path / "out"
     summary = convert(src, out)
     expected = ("T1", "T2", "T3") if layout == "ml-20m" else TASKS
-    assert task_files(out) == sorted(pdata.FILE_NAMES[t] for t in expected)
-    t1 = data_loader.read_t1(out / pdata.FILE_NAMES["T1"])
-    assert t1.ids.shape == (3, pdata.SEQ_LEN)  # user 4 has too few interactions
+    assert task_files(out) == sorted(FILE_NAMES[t] for t in expected)
+    t1 = data_loader.read_t1(out / FILE_NAMES["T1"])
+    assert t1.ids.shape == (3, SEQ_LEN)  # user 4 has too few interactions
     lines = {"T2": 3, "T3": 2, "T4": 2, "T5": 2, "T6": 2}
     for task in expected[1:]:
-        data = data_loader.read_transfer(out / pdata.FILE_NAMES[task], t1.vocab)
-        assert data.sources.shape == (lines[task], pdata.SEQ_LEN) and data.n_unknown == 0
+        data = data_loader.read_transfer(out / FILE_NAMES[task], t1.vocab)
+        assert data.sources.shape == (lines[task], SEQ_LEN) and data.n_unknown == 0
     assert any(line.startswith("layout:") for line in summary)
 
 
@@ -129,10 +131,10 @@ def test_lines_end_with_newline_and_use_ttl_format(tmp_path):
     out = tmp_path / "out"
     convert(write_ml100k(tmp_path / "ml-100k"), out)
     for task in TASKS:
-        raw = (out / pdata.FILE_NAMES[task]).read_bytes()
+        raw = (out / FILE_NAMES[task]).read_bytes()
         assert raw.endswith(b"\n") and b"\r" not in raw and b" " not in raw
         for source, targets in parse(out, task):
-            assert len(source) == pdata.SEQ_LEN and all(source)
+            assert len(source) == SEQ_LEN and all(source)
             assert (targets is None) == (task == "T1")
 
 
@@ -248,7 +250,7 @@ def test_ml100k_ages_bucketed_like_ml1m(tmp_path):
     out = tmp_path / "out"
     convert(write_ml100k(tmp_path / "ml-100k", ratings, profiles), out)
     assert [targets[0] for _, targets in parse(out, "T5")] == codes
-    assert list(pdata.age_bucket([1, 18, 25, 35, 45, 50, 56])) == [1, 18, 25, 35, 45, 50, 56]
+    assert list(movielens.age_bucket([1, 18, 25, 35, 45, 50, 56])) == [1, 18, 25, 35, 45, 50, 56]
 
 
 def test_demographic_labels_follow_the_users_file(tmp_path):
@@ -265,14 +267,14 @@ def test_no_demographics_writes_only_t1_to_t3_and_removes_stale_files(tmp_path, 
     convert(write_ml100k(tmp_path / "ml-100k"), out)
     rc, printed, _ = run_cli(capsys, write_ml20m(tmp_path / "ml-20m"), out)
     assert rc == 0 and "--tasks=1-3" in printed
-    assert task_files(out) == sorted(pdata.FILE_NAMES[t] for t in ("T1", "T2", "T3"))
+    assert task_files(out) == sorted(FILE_NAMES[t] for t in ("T1", "T2", "T3"))
 
 
 def test_crlf_recbole_files_give_the_same_output(tmp_path):
     convert(write_recbole(tmp_path / "lf"), tmp_path / "out_lf")
     convert(write_recbole(tmp_path / "crlf", crlf=True), tmp_path / "out_crlf")
     for task in TASKS:
-        name = pdata.FILE_NAMES[task]
+        name = FILE_NAMES[task]
         assert (tmp_path / "out_lf" / name).read_bytes() == (tmp_path / "out_crlf" / name).read_bytes()
 
 
@@ -281,7 +283,7 @@ def test_two_runs_are_byte_identical(tmp_path):
     convert(src, tmp_path / "a")
     convert(src, tmp_path / "b")
     for task in TASKS:
-        name = pdata.FILE_NAMES[task]
+        name = FILE_NAMES[task]
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
