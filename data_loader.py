@@ -485,6 +485,15 @@ def split_valid(train, valid, path):
     return (train[:-n_valid], train[-n_valid:]) if n_valid else (train, train[:0])
 
 
+def drop_tokens(tokens, rate, rng):
+    """Token dropout, a regulariser the release does not have: each item of a training input
+    becomes padding with probability `rate`. Labels and targets keep the true items. Drawn after
+    a batch's negatives, so these do not change with `rate`; rate 0 draws nothing."""
+    if not rate:
+        return tokens
+    return np.where((rng.random(tokens.shape) < rate) & (tokens != PAD), PAD, tokens)
+
+
 def with_separator(sources):
     """T2+ input: the source tokens followed by the separator, where the user is read."""
     return np.concatenate([sources, np.full((len(sources), 1), SEP, dtype=sources.dtype)], axis=1)
@@ -628,9 +637,10 @@ class T1Task:
             ids = self.train_ids[rows]
             labels = ids[:, 1:]
             weights = (labels != PAD) if config["exclude_padding"] else np.ones(labels.shape, bool)
-            batch = {"tokens": ids[:, :-1], "labels": labels, "weights": weights.astype(np.float32)}
+            batch = {"labels": labels, "weights": weights.astype(np.float32)}
             if sampler:
                 batch["sampled"], batch["num_tries"] = sampler.sample(rng)
+            batch["tokens"] = drop_tokens(ids[:, :-1], config["token_dropout"], rng)
             return batch
 
         return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
@@ -676,10 +686,12 @@ class TransferTask:
 
         def make_batch(rows, rng):
             target = self.train_targets[rows]
-            batch = {"tokens": with_separator(self.sources[self.train_lines[rows]]), "target": target}
+            batch = {"target": target}
             if not config["full_softmax"]:
                 batch["negative"] = (sampler.sample(rng, len(rows)) if self.kind == "item"
                                      else other_labels(rng, target, self.n_targets).astype(np.int32))
+            sources = drop_tokens(self.sources[self.train_lines[rows]], config["token_dropout"], rng)
+            batch["tokens"] = with_separator(sources)
             return batch
 
         return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)

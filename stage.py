@@ -50,6 +50,8 @@ DEFAULTS = {
     "num_sampled_ratio": 0.2,       # T1 sampled softmax: negatives per step as a share of the vocabulary
     "full_softmax": False,          # exact softmax over every target instead of sampled / pairwise losses
     "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
+    "token_dropout": 0.0,           # each item of a training input becomes padding with this probability
+                                    # (a regulariser; the release has none); evaluation inputs are never touched
     "l2": None,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale);
                                     # None: the task's own value in tasks.py
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
@@ -203,6 +205,7 @@ def validate(config):
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
     need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
     need(config["l2"] is None or config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
+    need(0 <= config["token_dropout"] < 1, f"token_dropout={config['token_dropout']!r}: must lie in [0, 1)")
     need(0 <= config["valid"] < 1, f"valid={config['valid']!r}: must lie in [0, 1)")
     need(not config["patience"] or config["valid"], "patience needs a validation slice: set valid > 0")
     need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")

@@ -7,7 +7,7 @@ from data_loader import PAD, SEP, T1Task, TransferTask
 
 SEQ = 6
 CONFIG = {"batch_size": 4, "seed": 0, "full_softmax": False, "exclude_padding": False,
-          "num_sampled_ratio": 0.5, "rho": 0.3}
+          "num_sampled_ratio": 0.5, "rho": 0.3, "token_dropout": 0.0}
 
 
 @pytest.fixture
@@ -67,6 +67,27 @@ def test_transfer_input_is_the_source_then_the_separator(clicks_task):
     np.testing.assert_array_equal(tokens[:, :-1], clicks_task.sources[clicks_task.test_lines])
     batch = first_batch(clicks_task)
     assert (batch["tokens"][:, -1] == SEP).all() and not (batch["tokens"][:, :-1] == SEP).any()
+
+
+def test_token_dropout_turns_some_training_items_into_padding_and_keeps_the_labels(t1_task):
+    plain, dropped = first_batch(t1_task), first_batch(t1_task, token_dropout=0.5)
+    changed = plain["tokens"] != dropped["tokens"]
+    assert (dropped["tokens"][changed] == PAD).all() and (plain["tokens"][changed] != PAD).all()
+    assert 0.3 < changed.sum() / (plain["tokens"] != PAD).sum() < 0.7
+    for key in ("labels", "weights", "sampled", "num_tries"):
+        np.testing.assert_array_equal(plain[key], dropped[key])
+
+
+def test_token_dropout_keeps_the_separator_targets_and_negatives(clicks_task):
+    plain, dropped = first_batch(clicks_task), first_batch(clicks_task, token_dropout=0.5)
+    assert (dropped["tokens"][:, -1] == SEP).all() and (dropped["tokens"] != plain["tokens"]).any()
+    for key in ("target", "negative"):
+        np.testing.assert_array_equal(plain[key], dropped[key])
+
+
+def test_token_dropout_draws_the_same_mask_for_the_same_step(t1_task):
+    again = [first_batch(t1_task, token_dropout=0.5)["tokens"] for _ in range(2)]
+    np.testing.assert_array_equal(*again)
 
 
 @pytest.mark.parametrize("n", [10, 1234, 9490])
