@@ -446,8 +446,8 @@ def paper_width_table():
         for k in numbers:
             results = collect(directories, "conure", k)
             cells.append(cell(results, run_all.main_metric(k)) + f" (n={len(results)})")
-            stored += results[0]["stored_parameters"] if results else 0
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {stored:,} |")
+            stored = stored + results[0]["stored_parameters"] if results and stored is not None else None
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + (f"{stored:,}" if stored else "n/a (unfinished)") + " |")
     return lines
 
 
