@@ -442,12 +442,13 @@ def paper_width_table():
     for label, directories in ((f"{architecture_text(dataset)}, the preset", method_runs(dataset, "conure")),
                                (f"{PAPER_WIDTH['channels']} channels, {len(PAPER_WIDTH['dilations'])} blocks",
                                 [paper_width_dir(s) for s in PAPER_WIDTH["seeds"]])):
-        cells, stored = [], 0
+        cells, stored = [], []
         for k in numbers:
             results = collect(directories, "conure", k)
             cells.append(cell(results, run_all.main_metric(k)) + f" (n={len(results)})")
-            stored = stored + results[0]["stored_parameters"] if results and stored is not None else None
-        lines.append(f"| {label} | " + " | ".join(cells) + " | " + (f"{stored:,}" if stored else "n/a (unfinished)") + " |")
+            stored.append(results[0]["stored_parameters"] if results else None)
+        total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
     return lines
 
 
