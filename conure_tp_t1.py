@@ -11,6 +11,7 @@ epochs = 4                 # the cap when `valid` stops the stage early
 valid = 0.0                # share of the training users set aside to choose the best epoch (0: the
                            # release's fixed schedule); the 20% held-out split is never used for it
 patience = 0               # with valid: stop after this many evaluations without improvement (0: never)
+valid_positions = 1        # score each validation user's last this many items (held-out: the last)
 batch_size = 32
 learning_rate = 1e-3
 seed = 0                   # weight init, data order, negative sampling

@@ -614,14 +614,16 @@ class TargetVocab:
 
 class T1Task:
     """T1 next item: held-out users are whole lines; train on every position, evaluate the last.
-    `valid` sets that share of the training users aside for model selection."""
+    `valid` sets that share of the training users aside for model selection, scored on each
+    one's last `valid_positions` items (more predictions, so a less noisy selection)."""
     kind = "next_item"
     excluded_targets = (PAD, UNK, SEP)
     n_unknown = 0
 
-    def __init__(self, data, split_seed, holdout, path, valid=0.0):
+    def __init__(self, data, split_seed, holdout, path, valid=0.0, valid_positions=1):
         train, test = split(len(data.ids), split_seed, holdout, path)
         train, valid_rows = split_valid(train, valid, path)
+        self.valid_positions = valid_positions
         self.vocab = data.vocab
         self.train_ids, self.valid_ids, self.test_ids = data.ids[train], data.ids[valid_rows], data.ids[test]
         self.n_train, self.n_valid, self.n_test = len(train), len(valid_rows), len(test)
@@ -646,9 +648,20 @@ class T1Task:
         return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
 
     def inputs(self, part="test"):
-        """(model input, truth) of the held-out ("test") or validation ("valid") users."""
-        ids = self.test_ids if part == "test" else self.valid_ids
-        return ids[:, :-1], ids[:, -1]
+        """(model input, truth) of the held-out ("test") users' last items, or of the validation
+        ("valid") users' last `valid_positions` items: an earlier item is predicted from the line
+        cut before it and padded on the left. Padding targets are left out."""
+        if part == "test":
+            return self.test_ids[:, :-1], self.test_ids[:, -1]
+        inputs, truth = [], []
+        for back in range(self.valid_positions):
+            cut = self.valid_ids[:, :self.valid_ids.shape[1] - back]
+            padding = np.full((len(cut), back), PAD, dtype=cut.dtype)
+            inputs.append(np.concatenate([padding, cut[:, :-1]], axis=1))
+            truth.append(cut[:, -1])
+        inputs, truth = np.concatenate(inputs), np.concatenate(truth)
+        keep = truth != PAD
+        return inputs[keep], truth[keep]
 
     def test_inputs(self):
         return self.inputs("test")

@@ -43,6 +43,7 @@ DEFAULTS = {
     "valid": 0.0,                   # share of the training split set aside for model selection (0: the release's
                                     # fixed schedule); the best epoch on it is kept, the held-out split is untouched
     "patience": 0,                  # with valid: stop after this many evaluations without improvement (0: never)
+    "valid_positions": 1,           # T1: score each validation user's last this many items (held-out: the last)
     "batch_size": 512,
     "learning_rate": 1e-4,
     "seed": 0,                      # weight init, data order, negative sampling
@@ -195,7 +196,7 @@ def validate(config):
          f"table_update={config['table_update']!r}: TensorFlow on one device only (JAX gradients are dense)")
     for key in ("epochs", "eval_every", "eval_cap", "save_every", "eval_chunk", "softmax_chunk", "patience"):
         need(isinstance(config[key], int) and config[key] >= 0, f"{key}={config[key]!r}: must be an integer >= 0")
-    for key in ("batch_size", "eval_batch_size", "channels", "kernel_size"):
+    for key in ("batch_size", "eval_batch_size", "channels", "kernel_size", "valid_positions"):
         need(config[key] is None or isinstance(config[key], int) and config[key] > 0,
              f"{key}={config[key]!r}: must be an integer > 0")
     need(config["eval_batch_size"] % EVAL_BLOCK == 0,
@@ -256,7 +257,8 @@ def load_task_data(number, config, vocab=None):
     """Split data of task `number`; T1 builds the vocabulary, later tasks encode with `vocab`."""
     path, valid = task_file(config, number), config.get("valid", 0.0)
     if number == 1:
-        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path, valid)
+        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path, valid,
+                                  config.get("valid_positions", 1))
     return data_loader.TransferTask(data_loader.read_transfer(path, vocab), tasks.task(number).kind,
                                     config["split_seed"], config["holdout"], path, valid)
 

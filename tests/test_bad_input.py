@@ -109,6 +109,7 @@ def test_label_never_seen_in_training_is_refused(data, t1_run, tmp_path):
     (["--prune_ratio=0"], "prune_ratio=0.0: must lie in"),
     (["--prune_ratio=1.2"], "prune_ratio=1.2: must lie in"),
     (["--token_dropout=1"], "token_dropout=1.0: must lie in"),
+    (["--valid_positions=0"], "valid_positions=0: must be an integer > 0"),
     (["--dilations=[1,64]"], "the widest conv looks 256 steps back"),
     (["--kernel_size=1"], "kernel_size=1"),
     (["--table_update=eager"], "table_update='eager': one of dense, sparse, lazy"),

@@ -60,6 +60,21 @@ def test_t1_held_out_input_is_99_of_100_tokens_and_the_truth_the_100th(tmp_path)
     np.testing.assert_array_equal(truth, task.test_ids[:, 99])
 
 
+def test_t1_validation_scores_each_users_last_items_on_the_line_cut_before_them(tmp_path):
+    path = tmp_path / "t1.csv"
+    path.write_text("".join(",".join(["0"] * 3 + [f"u{u}i{t}" for t in range(SEQ - 3)]) + "\n" for u in range(20)))
+    task = T1Task(dl.read_t1(path), split_seed=10, holdout=0.2, path=path, valid=0.25, valid_positions=5)
+    tokens, truth = task.inputs("valid")
+    line = task.valid_ids[0]
+    assert len(truth) == 3 * task.n_valid  # two of each user's last five items are padding
+    np.testing.assert_array_equal(tokens[0], line[:-1])
+    np.testing.assert_array_equal(tokens[task.n_valid], np.concatenate([[PAD], line[:-2]]))
+    assert truth[0] == line[-1] and truth[task.n_valid] == line[-2] and truth[2 * task.n_valid] == line[-3]
+    assert PAD not in truth
+    held_out_tokens, held_out_truth = task.test_inputs()
+    np.testing.assert_array_equal(held_out_truth, task.test_ids[:, -1])
+
+
 def test_transfer_input_is_the_source_then_the_separator(clicks_task):
     tokens, _ = clicks_task.test_inputs()
     assert tokens.shape[1] == SEQ + 1 and clicks_task.seq_len == SEQ + 1
