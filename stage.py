@@ -476,6 +476,8 @@ def _run_stage(stage_name, config, explicit, reuse):
     trainer.make_deterministic()
 
     validate(config)
+    if number > 1 and config["valid_positions"] != 1:
+        raise ConfigError(f"valid_positions={config['valid_positions']}: T1 only (a T{number} example has one target)")
     previous_name = previous_stage(stage_name)
     previous, vocab, targets, prune_ratios = None, None, {}, []
     if previous_name:

@@ -147,3 +147,10 @@ def test_unknown_source_tokens_are_a_warning_with_a_count(data, out):
     edit_line(data / CLICKS, 0, lambda s: "never-seen," + s.split(",", 1)[1])
     assert run_stage("tp_t2", data, out)["unknown_source_tokens"] == 1
     np.testing.assert_equal(len(list((out / "Models").glob("tp_t2"))), 1)
+
+
+def test_validation_positions_past_the_last_are_refused_for_a_later_task(data, out):
+    before = folder_state(out)
+    with pytest.raises(stage.ConfigError, match="valid_positions=5: T1 only"):
+        run_stage("tp_t2", data, out, "--valid=0.1", "--valid_positions=5")
+    assert folder_state(out) == before
