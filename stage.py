@@ -79,6 +79,9 @@ DEFAULTS = {
 }
 CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kernel_size": 3,
                   "split_seed": 10, "holdout": 0.2}
+# Settings added after runs were recorded, with the value that trains as before they existed: at
+# that value they stay out of run fingerprints, so older snapshots still resume.
+ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1}
 SCRIPT_TYPES = (bool, int, float, str, list)
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -441,7 +444,7 @@ def run_fingerprint(stage_name, config, prints, previous):
     Paths are left out: the data are identified by their hashes, the start by its files' hashes."""
     cosmetic = {"verbose", "eval_cap", "eval_batch_size", "eval_chunk", "save_every", "tensorboard_dir", "data_dir",
                 "out_dir"}
-    settings = {k: v for k, v in config.items() if k not in cosmetic}
+    settings = {k: v for k, v in config.items() if k not in cosmetic and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     start = previous["files"] if previous else None
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
 

@@ -79,3 +79,15 @@ def test_same_command_twice_gives_bit_identical_results_files(synthetic_dir, tmp
     run_stage("ret_t1", synthetic_dir, tmp_path)
     for name, content in first.items():
         assert (tmp_path / "Results" / f"{name}.json").read_bytes() == content
+
+
+def test_settings_added_later_stay_out_of_the_fingerprint_at_their_old_behaviour():
+    import stage
+
+    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS}
+    before_they_existed = {k: v for k, v in config.items() if k not in stage.ADDED_LATER}
+    fingerprint = stage.run_fingerprint("tp_t1", config, {}, None)
+    assert fingerprint == stage.run_fingerprint("tp_t1", before_they_existed, {}, None)
+    for name in stage.ADDED_LATER:
+        changed = {**config, name: 0.5 if name == "token_dropout" else 5}
+        assert stage.run_fingerprint("tp_t1", changed, {}, None) != fingerprint, name
