@@ -71,8 +71,7 @@ def test_t1_validation_scores_each_users_last_items_on_the_line_cut_before_them(
     np.testing.assert_array_equal(tokens[task.n_valid], np.concatenate([[PAD], line[:-2]]))
     assert truth[0] == line[-1] and truth[task.n_valid] == line[-2] and truth[2 * task.n_valid] == line[-3]
     assert PAD not in truth
-    held_out_tokens, held_out_truth = task.test_inputs()
-    np.testing.assert_array_equal(held_out_truth, task.test_ids[:, -1])
+    np.testing.assert_array_equal(task.test_inputs()[1], task.test_ids[:, -1])
 
 
 def test_transfer_input_is_the_source_then_the_separator(clicks_task):
