@@ -232,9 +232,10 @@ def cell(results, metric):
     return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
-def baselines(dataset):
-    """Simple baselines of every task, as run_all stored them in the seed-0 run (None before it ran)."""
-    path = archived(run_dir(dataset, 0)) / "simple_baselines.json"
+def baselines(dataset, directory=None):
+    """Simple baselines of every task, as run_all stored them in run `directory` (default: the
+    seed-0 run; None before it ran)."""
+    path = archived(directory or run_dir(dataset, 0)) / "simple_baselines.json"
     if not path.exists():
         return None
     found = {}
@@ -449,6 +450,11 @@ def paper_width_table():
             stored.append(results[0]["stored_parameters"] if results else None)
         total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
+    found = baselines(dataset) or {}
+    if all(k in found for k in numbers):
+        names = ", ".join(dict.fromkeys(found[k]["strong_name"] for k in numbers))
+        lines.append(f"| strong simple baseline ({names}) | "
+                     + " | ".join(f"{found[k]['strong'][run_all.main_metric(k)]:.4f}" for k in numbers) + " | |")
     return lines
 
 
@@ -571,6 +577,10 @@ def report(args=None, destination=ROOT):
                   "![prune sweep](figures/prune_sweep.png)", "", "| prune ratio | T1 HR@5 | T2 HR@5 |", "|---|---|---|"]
         t1, t2 = dict(points[1]), dict(points[2])
         lines += [f"| {r} | {t1.get(r, float('nan')):.4f} | {t2.get(r, float('nan')):.4f} |" for r in SWEEP["ratios"]]
+        found = baselines(SWEEP["dataset"], sweep_dir(SWEEP["ratios"][0])) or {}
+        if 1 in found and 2 in found:  # the quick preset has no validation slice: fitted on all training users
+            lines.append(f"| {found[1]['strong_name']}, {found[2]['strong_name']} (same split) | "
+                         f"{found[1]['strong']['HR@5']:.4f} | {found[2]['strong']['HR@5']:.4f} |")
     else:
         lines.append("(not run yet)")
     (destination / "REPRODUCTION.md").write_text("\n".join(lines) + "\n")

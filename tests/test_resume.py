@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+import stage
 from conftest import ROOT, TINY, run_stage
 
 SLOW_ENOUGH = ["--epochs=12", "--batch_size=8", "--save_every=7", "--eval_every=0"]
@@ -82,8 +83,6 @@ def test_same_command_twice_gives_bit_identical_results_files(synthetic_dir, tmp
 
 
 def test_settings_added_later_stay_out_of_the_fingerprint_at_their_old_behaviour():
-    import stage
-
     config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS}
     before_they_existed = {k: v for k, v in config.items() if k not in stage.ADDED_LATER}
     fingerprint = stage.run_fingerprint("tp_t1", config, {}, None)
