@@ -306,6 +306,7 @@ def restore(directory, run_first, precision=None):
     model computes in `precision` (default: the checkpoint's)."""
     directory = Path(directory)
     manifest = checkpoint.read_manifest(directory, run_first)
+    manifest["config"] = {**ADDED_LATER, **manifest["config"]}  # saved before those settings existed
     vocab = data_loader.Vocab.load(directory / "vocab.json")
     chain = manifest["tasks"]
     targets = {e["task"]: data_loader.TargetVocab.load(directory / f"targets_t{e['task']}.json")

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+import checkpoint
+import evaluate
 import stage
 from conftest import ROOT, TINY, run_stage
 
@@ -90,3 +92,15 @@ def test_settings_added_later_stay_out_of_the_fingerprint_at_their_old_behaviour
     for name in stage.ADDED_LATER:
         changed = {**config, name: 0.5 if name == "token_dropout" else 5}
         assert stage.run_fingerprint("tp_t1", changed, {}, None) != fingerprint, name
+
+
+def test_checkpoint_saved_before_settings_were_added_still_evaluates(t1_run, synthetic_dir, tmp_path):
+    for name in ("old", "current"):
+        shutil.copytree(t1_run[0] / "Models", tmp_path / name / "Models")
+    manifest_path = tmp_path / "old" / "Models" / "ret_t1" / "manifest.json"
+    manifest = checkpoint.read_json(manifest_path)
+    manifest["config"] = {k: v for k, v in manifest["config"].items() if k not in stage.ADDED_LATER}
+    checkpoint.write_json(manifest, manifest_path)
+    old = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, tmp_path / "old")
+    current = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, tmp_path / "current")
+    assert old["scores_sha256"] == current["scores_sha256"]
