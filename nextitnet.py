@@ -158,11 +158,12 @@ class NextItNet(keras.layers.Layer):
 
 
 class NextItemHead(keras.layers.Layer):
-    """T1 output softmax: weights [items, C] (normal 0.01) and bias (0.1) at every position."""
+    """T1 output softmax: weights [items, C] (normal 0.01) and bias (0.1) at every position.
+    `l2` penalises the weights as TargetHead's does its table (the release has none for T1)."""
 
-    def __init__(self, n_items, **kwargs):
+    def __init__(self, n_items, l2=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.n_items = n_items
+        self.n_items, self.l2 = n_items, l2
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -182,8 +183,11 @@ class NextItemHead(keras.layers.Layer):
         """float32 scores of every item for ranking, whatever the compute dtype (bfloat16 ties)."""
         return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.weight)) + self.bias
 
+    def penalty(self):
+        return 0.5 * self.l2 * ops.sum(ops.square(self.weight))
+
     def get_config(self):
-        return {**super().get_config(), "n_items": self.n_items}
+        return {**super().get_config(), "n_items": self.n_items, "l2": self.l2}
 
 
 class TargetHead(keras.layers.Layer):
@@ -290,7 +294,8 @@ class ConureModel(keras.Model):
         if task == 1:
             self._use(task, phase)
             hidden = self.backbone(batch["tokens"], patches=self.patches.get(str(task)))
-            return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk)
+            loss = losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk)
+            return loss + head.penalty() if head.l2 else loss  # no dense table gradient when off
         user = self.user(batch["tokens"], task, phase)
         return losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk) + head.penalty()
 

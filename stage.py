@@ -53,7 +53,8 @@ DEFAULTS = {
     "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
     "token_dropout": 0.0,           # each item of a training input becomes padding with this probability
                                     # (a regulariser; the release has none); evaluation inputs are never touched
-    "l2": None,                     # L2 penalty on the task's target table (TF1 l2_regularizer scale);
+    "l2": None,                     # L2 penalty on the task's target table (T1: its output weights; TF1
+                                    # l2_regularizer scale);
                                     # None: the task's own value in tasks.py
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
@@ -279,7 +280,7 @@ def fingerprints(config, number):
 
 def new_head(number, n_targets, l2):
     if number == 1:
-        return NextItemHead(n_targets, name="head_t1")
+        return NextItemHead(n_targets, l2, name="head_t1")
     return TargetHead(n_targets, tasks.task(number).kind, l2, name=f"head_t{number}")
 
 
@@ -527,6 +528,9 @@ def _run_stage(stage_name, config, explicit, reuse):
             add_task(model, chain[-1])
         else:
             model = build_model(vocab.size, config, chain)
+    else:  # the retrained head takes this stage's l2, and the checkpoint records it
+        chain = [{**entry, "l2": config["l2"]} if entry["task"] == number else entry for entry in chain]
+        model.head(number).l2 = config["l2"]
     model.softmax_chunk = config["softmax_chunk"]
 
     fingerprint = run_fingerprint(stage_name, config, prints, previous)

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,8 +146,6 @@ def test_stage_scripts_run_unchanged_on_jax(synthetic_dir, tmp_path):
 
 
 def test_l2_comes_from_the_task_table_unless_given(conure_chain, synthetic_dir, tmp_path):
-    import shutil
-
     import tasks
 
     results = conure_chain[1]
@@ -157,3 +156,23 @@ def test_l2_comes_from_the_task_table_unless_given(conure_chain, synthetic_dir, 
     stage.run_stage("tp_t2", config, explicit)
     manifest = json.loads((tmp_path / "Models" / "tp_t2" / "manifest.json").read_text())
     assert manifest["tasks"][-1]["l2"] == 0.5
+
+
+def t1_output_norm(out_dir, name):
+    with np.load(out_dir / "Models" / name / "weights.npz") as weights:
+        (key,) = [k for k in weights.files if "head_t1" in k and k.endswith("weight")]
+        return float(np.linalg.norm(weights[key]))
+
+
+def test_l2_on_t1_shrinks_its_output_weights(synthetic_dir, tmp_path):
+    for l2 in (0.0, 1.0):
+        run_stage("tp_t1", synthetic_dir, tmp_path / str(l2), "--epochs=3", f"--l2={l2}")
+    assert t1_output_norm(tmp_path / "1.0", "tp_t1") < 0.8 * t1_output_norm(tmp_path / "0.0", "tp_t1")
+
+
+def test_ret_t1_trains_with_its_own_l2_and_records_it(t1_run, synthetic_dir, tmp_path):
+    shutil.copytree(t1_run[0] / "Models" / "tp_t1", tmp_path / "Models" / "tp_t1")
+    run_stage("ret_t1", synthetic_dir, tmp_path, "--l2=1.0")
+    manifest = json.loads((tmp_path / "Models" / "ret_t1" / "manifest.json").read_text())
+    assert manifest["tasks"][0]["l2"] == 1.0
+    assert t1_output_norm(tmp_path, "ret_t1") < t1_output_norm(t1_run[0], "ret_t1")
