@@ -39,6 +39,10 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (README,
         "architecture": {"channels": 256, "dilations": [1, 4]},
         "later": {"learning_rate": 3e-4},
     },
+    "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
+        "name": "the TTL sample (10,000 users)",
+        "t1": {"patience": 2, "valid_positions": 20},
+    },
 }
 
 
