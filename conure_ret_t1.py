@@ -18,7 +18,7 @@ seed = 0                   # data order, negative sampling
 num_sampled_ratio = 0.2    # sampled-softmax negatives per step, as a share of the vocabulary
 full_softmax = False       # True: exact softmax over all items instead of the sampled one
 exclude_padding = False    # True: padding targets do not count in the loss (the release counts them)
-l2 = 0.0                   # L2 penalty on T1's output weights (the release has none)
+l2 = None                  # L2 penalty on T1's output weights (None: tp_t1's; the release has none)
 eval_every = 1             # epochs between evaluations: on the validation slice, else held-out
 eval_cap = 0               # evaluate on at most this many users (0: all)
 # -----------------------------------------------------------------------------

@@ -55,7 +55,7 @@ DEFAULTS = {
                                     # (a regulariser; the release has none); evaluation inputs are never touched
     "l2": None,                     # L2 penalty on the task's target table (T1: its output weights; TF1
                                     # l2_regularizer scale);
-                                    # None: the task's own value in tasks.py
+                                    # None: the task's own value in tasks.py (ret: its tp stage's)
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
     "eval_every": 1,                # epochs between evaluations, on the validation slice if valid > 0, else on
@@ -489,8 +489,8 @@ def _run_stage(stage_name, config, explicit, reuse):
         model, previous, vocab, targets, prune_ratios = restore(
             out_dir / "Models" / previous_name, script_for(previous_name), config["precision"])
     config = resolve_chain(config, set(explicit), previous)
-    if config["l2"] is None:
-        config["l2"] = task.l2
+    if config["l2"] is None:  # a retrain keeps its train phase's penalty, a new head takes the task's
+        config["l2"] = chain_entry(previous, number)["l2"] if phase == "ret" else task.l2
     validate(config)
     prints = fingerprints(config, number)
     if previous:

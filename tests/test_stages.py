@@ -170,6 +170,13 @@ def test_l2_on_t1_shrinks_its_output_weights(synthetic_dir, tmp_path):
     assert t1_output_norm(tmp_path / "1.0", "tp_t1") < 0.8 * t1_output_norm(tmp_path / "0.0", "tp_t1")
 
 
+def test_ret_t1_keeps_the_l2_of_tp_t1_unless_given(synthetic_dir, tmp_path):
+    run_stage("tp_t1", synthetic_dir, tmp_path, "--l2=1.0")
+    run_stage("ret_t1", synthetic_dir, tmp_path)
+    manifest = json.loads((tmp_path / "Models" / "ret_t1" / "manifest.json").read_text())
+    assert manifest["config"]["l2"] == manifest["tasks"][0]["l2"] == 1.0
+
+
 def test_ret_t1_trains_with_its_own_l2_and_records_it(t1_run, synthetic_dir, tmp_path):
     shutil.copytree(t1_run[0] / "Models" / "tp_t1", tmp_path / "Models" / "tp_t1")
     run_stage("ret_t1", synthetic_dir, tmp_path, "--l2=1.0")
