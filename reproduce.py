@@ -104,14 +104,22 @@ def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks
             f"--method={method}", f"--seed={seed}", f"--preset={preset}", "--verbose=0", *extra]
 
 
-def architecture_text(dataset):
-    """The backbone the dataset's runs used, e.g. '256 channels, dilations [1, 4]', from the first
-    archived T1 result (or the preset's for the data, before any ran)."""
+def first_t1_config(dataset):
+    """The settings of the data set's first archived T1 result; None before any ran."""
     for directory in sorted({d for m in METHODS for d in method_runs(dataset, m)}):
         for name in ("ret_t1", "sinmo_t1"):
             result = load_json(archived(directory) / f"{name}.json")
             if result:
-                return f"{result['config']['channels']} channels, dilations {result['config']['dilations']}"
+                return result["config"]
+    return None
+
+
+def architecture_text(dataset):
+    """The backbone the dataset's runs used, e.g. '256 channels, dilations [1, 4]', from the first
+    archived T1 result (or the preset's for the data, before any ran)."""
+    config = first_t1_config(dataset)
+    if config:
+        return f"{config['channels']} channels, dilations {config['dilations']}"
     data_dir = Path(DATASETS[dataset]["data_dir"])
     if not (data_dir / tasks.task(1).file).exists():
         return "the converged preset's backbone (data not found here)"
@@ -508,6 +516,15 @@ def progress_lines():
     return lines
 
 
+def t1_selection_text(dataset):
+    config = first_t1_config(dataset)
+    if not config:
+        return ""
+    positions = config.get("valid_positions", 1)
+    scored = f"each validation user's last {positions} items" if positions > 1 else "each validation user's last item"
+    return f" T1 selection: patience {config['patience']}, on {scored}."
+
+
 def dataset_section(dataset, destination):
     spec = DATASETS[dataset]
     directories = sorted({d for m in METHODS for d in method_runs(dataset, m)})
@@ -515,8 +532,8 @@ def dataset_section(dataset, destination):
     lines = [f"## {dataset}", "",
              f"Data: `{spec['data_dir']}`, tasks {spec['tasks']}. Seeds: "
              + ", ".join(f"{label} {s}" for label, s in seeds.items())
-             + f". Backbone: {architecture_text(dataset)}. Wall time of all its stages: "
-             f"{wall_minutes(directories):.0f} min on the machine named below.", "",
+             + f". Backbone: {architecture_text(dataset)}.{t1_selection_text(dataset)} Wall time of all its "
+             f"stages: {wall_minutes(directories):.0f} min on the machine named below.", "",
              "### Quality per task (each method's own model for the task; mean ± std over seeds)", ""]
     lines += quality_table(dataset)
     lines += ["", "### The paper's claims on this data", ""]
@@ -553,7 +570,7 @@ def report(args=None, destination=ROOT):
              "Every method shares the data pipeline, the split (80/20, seed 10), the backbone and the metrics. All "
              "runs use run_all.py's converged preset: each stage keeps its best epoch on a validation slice (10% of "
              "its training split; the held-out 20% is never used to choose) and stops after 3 evaluations without "
-             "improvement (5 for T1), under an epoch cap. The backbone of each data set is named in its section; it "
+             "improvement (for T1, as each data set's section says), under an epoch cap. The backbone of each data set is named in its section; it "
              "is narrower and shallower than the paper's 256 channels and 8 blocks, so that runs fit on 2 CPU cores, "
              "and one run at the paper's width is below. A cell is "
              "the mean ± standard deviation over the seeds that finished (n); the held-out split is the whole 20%. "

@@ -119,6 +119,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     assert "unchanged" not in t1_row
     assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
     assert "| tiny conure seed 0 | 2 of 2 |" in text and "| tiny sinmoall seed 0 | 2 of 2 |" in text
+    assert "T1 selection: patience 0, on each validation user's last item." in text  # the stages' own settings
     # the claims match the quality table: T2's HR@5 difference between Conure and SinMoAll
     quality = text.split("### Quality per task")[1].split("###")[0]
     hr = {row.split("|")[1].strip(): float(row.split("|")[3].split("/")[1])
