@@ -53,9 +53,8 @@ DEFAULTS = {
     "exclude_padding": False,       # T1: padding targets do not count in the loss (the release counts them)
     "token_dropout": 0.0,           # each item of a training input becomes padding with this probability
                                     # (a regulariser; the release has none); evaluation inputs are never touched
-    "l2": None,                     # L2 penalty on the task's target table (T1: its output weights; TF1
-                                    # l2_regularizer scale);
-                                    # None: the task's own value in tasks.py (ret: its tp stage's)
+    "l2": None,                     # L2 penalty on the task's target table, for T1 its output weights (TF1
+                                    # l2_regularizer scale); None: the task's value in tasks.py (ret: its tp's)
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
     "eval_every": 1,                # epochs between evaluations, on the validation slice if valid > 0, else on
