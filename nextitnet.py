@@ -157,6 +157,12 @@ class NextItNet(keras.layers.Layer):
                 "dilations": list(self.dilations), "kernel_size": self.kernel_size}
 
 
+def l2_penalty(scale, table):
+    """TF1's l2_regularizer: scale * sum(table ** 2) / 2. At scale 0 no term is built, so the table
+    gets no dense gradient from it (a sparse table update stays sparse)."""
+    return 0.5 * scale * ops.sum(ops.square(table)) if scale else 0.0
+
+
 class NextItemHead(keras.layers.Layer):
     """T1 output softmax: weights [items, C] (normal 0.01) and bias (0.1) at every position.
     `l2` penalises the weights as TargetHead's does its table (the release has none for T1)."""
@@ -184,7 +190,7 @@ class NextItemHead(keras.layers.Layer):
         return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.weight)) + self.bias
 
     def penalty(self):
-        return 0.5 * self.l2 * ops.sum(ops.square(self.weight))
+        return l2_penalty(self.l2, self.weight)
 
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items, "l2": self.l2}
@@ -217,7 +223,7 @@ class TargetHead(keras.layers.Layer):
         return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.table))
 
     def penalty(self):
-        return 0.5 * self.l2 * ops.sum(ops.square(self.table))
+        return l2_penalty(self.l2, self.table)
 
     def get_config(self):
         return {**super().get_config(), "n_targets": self.n_targets, "kind": self.kind, "l2": self.l2}
@@ -294,8 +300,7 @@ class ConureModel(keras.Model):
         if task == 1:
             self._use(task, phase)
             hidden = self.backbone(batch["tokens"], patches=self.patches.get(str(task)))
-            loss = losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk)
-            return loss + head.penalty() if head.l2 else loss  # no dense table gradient when off
+            return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk) + head.penalty()
         user = self.user(batch["tokens"], task, phase)
         return losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk) + head.penalty()
 

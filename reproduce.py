@@ -252,6 +252,14 @@ def baselines(dataset, directory=None):
     return found
 
 
+def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing=""):
+    """A table row of the `part` ("trivial" or "strong") baselines of tasks `numbers`: metrics(k) per cell."""
+    names = ", ".join(dict.fromkeys(found[k][f"{part}_name"] for k in numbers if k in found))
+    return (f"| {label} ({names}) | " + " | ".join(
+        " / ".join(f"{found[k][part][m]:.4f}" for m in metrics(k)) if k in found else "n/a" for k in numbers)
+        + f" |{trailing}")
+
+
 def quality_table(dataset):
     numbers = numbers_of(dataset)
     lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
@@ -264,11 +272,8 @@ def quality_table(dataset):
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     found = baselines(dataset)
     if found:
-        for part, label in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
-            names = {found[k][f"{part}_name"] for k in numbers if k in found}
-            lines.append(f"| {label} ({', '.join(sorted(names))}) | " + " | ".join(
-                " / ".join(f"{found[k][part][m]:.4f}" for m in metrics_of(k)) if k in found else "n/a"
-                for k in numbers) + " |")
+        lines.append(baseline_row(found, numbers, metrics_of, "trivial", "popularity / majority"))
+        lines.append(baseline_row(found, numbers, metrics_of))
     return lines
 
 
@@ -440,6 +445,9 @@ def heads_table():
         lines.append(f"| {label}{' (the preset)' if name == used else ''} | " + " | ".join(
             cell(collect(directories, "conure", k), "accuracy") + f" (n={len(collect(directories, 'conure', k))})"
             for k in numbers) + " |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, lambda k: ["accuracy"]))
     return lines
 
 
@@ -458,11 +466,9 @@ def paper_width_table():
             stored.append(results[0]["stored_parameters"] if results else None)
         total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
-    found = baselines(dataset) or {}
-    if all(k in found for k in numbers):
-        names = ", ".join(dict.fromkeys(found[k]["strong_name"] for k in numbers))
-        lines.append(f"| strong simple baseline ({names}) | "
-                     + " | ".join(f"{found[k]['strong'][run_all.main_metric(k)]:.4f}" for k in numbers) + " | |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, lambda k: [run_all.main_metric(k)], trailing=" |"))
     return lines
 
 
@@ -595,10 +601,9 @@ def report(args=None, destination=ROOT):
                   "![prune sweep](figures/prune_sweep.png)", "", "| prune ratio | T1 HR@5 | T2 HR@5 |", "|---|---|---|"]
         t1, t2 = dict(points[1]), dict(points[2])
         lines += [f"| {r} | {t1.get(r, float('nan')):.4f} | {t2.get(r, float('nan')):.4f} |" for r in SWEEP["ratios"]]
-        found = baselines(SWEEP["dataset"], sweep_dir(SWEEP["ratios"][0])) or {}
-        if 1 in found and 2 in found:  # the quick preset has no validation slice: fitted on all training users
-            lines.append(f"| {found[1]['strong_name']}, {found[2]['strong_name']} (same split) | "
-                         f"{found[1]['strong']['HR@5']:.4f} | {found[2]['strong']['HR@5']:.4f} |")
+        found = baselines(SWEEP["dataset"], sweep_dir(SWEEP["ratios"][0]))
+        if found:  # the quick preset has no validation slice: fitted on all training users
+            lines.append(baseline_row(found, [1, 2], lambda k: ["HR@5"], label="strong simple baseline, same split"))
     else:
         lines.append("(not run yet)")
     (destination / "REPRODUCTION.md").write_text("\n".join(lines) + "\n")
