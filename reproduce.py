@@ -104,14 +104,19 @@ def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks
             f"--method={method}", f"--seed={seed}", f"--preset={preset}", "--verbose=0", *extra]
 
 
-def first_t1_config(dataset):
-    """The settings of the data set's first archived T1 result; None before any ran."""
-    for directory in sorted({d for m in METHODS for d in method_runs(dataset, m)}):
+def t1_config(directories):
+    """The settings of the first archived T1 result in these run directories; None before any ran."""
+    for directory in sorted(directories):
         for name in ("ret_t1", "sinmo_t1"):
             result = load_json(archived(directory) / f"{name}.json")
             if result:
                 return result["config"]
     return None
+
+
+def first_t1_config(dataset):
+    """The settings of the data set's first archived T1 result (its main runs); None before any ran."""
+    return t1_config({d for m in METHODS for d in method_runs(dataset, m)})
 
 
 def architecture_text(dataset):
@@ -465,6 +470,9 @@ def paper_width_table():
             cells.append(cell(results, run_all.main_metric(k)) + f" (n={len(results)})")
             stored.append(results[0]["stored_parameters"] if results else None)
         total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
+        config, preset_config = t1_config(directories), first_t1_config(dataset)
+        if config and preset_config and selection_text(config) != selection_text(preset_config):
+            label += f" (T1 selection: {selection_text(config)})"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
     found = baselines(dataset)
     if found:
@@ -522,13 +530,16 @@ def progress_lines():
     return lines
 
 
-def t1_selection_text(dataset):
-    config = first_t1_config(dataset)
-    if not config:
-        return ""
+def selection_text(config):
+    """How a T1 stage chose its epoch, e.g. "patience 5, on each validation user's last 20 items"."""
     positions = config.get("valid_positions", 1)
     scored = f"each validation user's last {positions} items" if positions > 1 else "each validation user's last item"
-    return f" T1 selection: patience {config['patience']}, on {scored}."
+    return f"patience {config['patience']}, on {scored}"
+
+
+def t1_selection_text(dataset):
+    config = first_t1_config(dataset)
+    return f" T1 selection: {selection_text(config)}." if config else ""
 
 
 def dataset_section(dataset, destination):

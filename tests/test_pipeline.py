@@ -167,3 +167,22 @@ def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, their
 
     results = lambda values: [{"accuracy": v} for v in values]
     assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
+
+
+def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(tmp_path, monkeypatch):
+    import reproduce
+
+    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "DATASETS", {"ml-1m": {"data_dir": "D", "tasks": "1", "seeds": {},
+                                                          "other_seeds": [0]}})
+    monkeypatch.setattr(reproduce, "PAPER_WIDTH", {**reproduce.PAPER_WIDTH, "seeds": [0]})
+    config = {"channels": 8, "dilations": [1, 4], "patience": 5, "valid_positions": 20}
+    for directory, positions in ((reproduce.run_dir("ml-1m", 0), 20), (reproduce.paper_width_dir(0), 1)):
+        archived = reproduce.archived(directory)
+        archived.mkdir(parents=True)
+        result = {"MRR@5": 0.1, "HR@5": 0.2, "stored_parameters": 10,
+                  "config": {**config, "valid_positions": positions}}
+        (archived / "ret_t1.json").write_text(json.dumps(result))
+    preset_row, width_row = reproduce.paper_width_table()[2:4]
+    assert "T1 selection" not in preset_row
+    assert "(T1 selection: patience 5, on each validation user's last item)" in width_row
