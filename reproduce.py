@@ -459,6 +459,7 @@ def heads_table():
 def paper_width_table():
     dataset = PAPER_WIDTH["dataset"]
     numbers = numbers_of(dataset)
+    preset_config = first_t1_config(dataset)
     lines = ["| Conure | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers) + " | stored parameters |",
              "|---|" + "---|" * (len(numbers) + 1)]
     for label, directories in ((f"{architecture_text(dataset)}, the preset", method_runs(dataset, "conure")),
@@ -470,7 +471,7 @@ def paper_width_table():
             cells.append(cell(results, run_all.main_metric(k)) + f" (n={len(results)})")
             stored.append(results[0]["stored_parameters"] if results else None)
         total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
-        config, preset_config = t1_config(directories), first_t1_config(dataset)
+        config = t1_config(directories)
         if config and preset_config and selection_text(config) != selection_text(preset_config):
             label += f" (T1 selection: {selection_text(config)})"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
