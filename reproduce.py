@@ -590,9 +590,8 @@ def report(args=None, destination=ROOT):
              "its training split; the held-out 20% is never used to choose) and stops after 3 evaluations without "
              "improvement (for T1, as each data set's section says), under an epoch cap. The backbone of each data "
              "set is named in its section; it is narrower and shallower than the paper's 256 channels and 8 blocks, "
-             "so that runs fit on 2 CPU cores, "
-             "and one run at the paper's width is below. A cell is "
-             "the mean ± standard deviation over the seeds that finished (n); the held-out split is the whole 20%. "
+             "so that runs fit on 2 CPU cores, and one run at the paper's width is below. A cell is the mean ± "
+             "standard deviation over the seeds that finished (n); the held-out split is the whole 20%. "
              "A difference counts only when it exceeds the two methods' standard deviations together.", "",
              f"Machine: {machine_line()}.", "",
              "## What has run", "",
