@@ -447,9 +447,11 @@ def heads_table():
              "|---|" + "---|" * len(numbers)]
     for name, directories in runs.items():
         label = {"logistic": "logistic against one other label (the release)", "softmax": "full softmax"}[name]
-        lines.append(f"| {label}{' (the preset)' if name == used else ''} | " + " | ".join(
-            cell(collect(directories, "conure", k), "accuracy") + f" (n={len(collect(directories, 'conure', k))})"
-            for k in numbers) + " |")
+        cells = []
+        for k in numbers:
+            results = collect(directories, "conure", k)
+            cells.append(cell(results, "accuracy") + f" (n={len(results)})")
+        lines.append(f"| {label}{' (the preset)' if name == used else ''} | " + " | ".join(cells) + " |")
     found = baselines(dataset)
     if found:
         lines.append(baseline_row(found, numbers, lambda k: ["accuracy"]))
