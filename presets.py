@@ -37,6 +37,7 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (README,
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
         "architecture": {"channels": 256, "dilations": [1, 4]},
+        "t1": {"valid_positions": 20},
         "later": {"learning_rate": 3e-4},
     },
     "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
