@@ -245,6 +245,11 @@ def cell(results, metric):
     return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
+def counted_cell(results, metrics):
+    """The metrics' cells joined by ' / ', then how many seeds they cover: '0.7174 ± 0.0056 (n=3)'."""
+    return " / ".join(cell(results, m) for m in metrics) + f" (n={len(results)})"
+
+
 def baselines(dataset, directory=None):
     """Simple baselines of every task, as run_all stored them in run `directory` (default: the
     seed-0 run; None before it ran)."""
@@ -270,10 +275,7 @@ def quality_table(dataset):
     lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
              + " |", "|---|" + "---|" * len(numbers)]
     for method in METHODS:
-        cells = []
-        for k in numbers:
-            results = collect(method_runs(dataset, method), method, k)
-            cells.append(" / ".join(cell(results, m) for m in metrics_of(k)) + f" (n={len(results)})")
+        cells = [counted_cell(collect(method_runs(dataset, method), method, k), metrics_of(k)) for k in numbers]
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     found = baselines(dataset)
     if found:
@@ -447,10 +449,7 @@ def heads_table():
              "|---|" + "---|" * len(numbers)]
     for name, directories in runs.items():
         label = {"logistic": "logistic against one other label (the release)", "softmax": "full softmax"}[name]
-        cells = []
-        for k in numbers:
-            results = collect(directories, "conure", k)
-            cells.append(cell(results, "accuracy") + f" (n={len(results)})")
+        cells = [counted_cell(collect(directories, "conure", k), ["accuracy"]) for k in numbers]
         lines.append(f"| {label}{' (the preset)' if name == used else ''} | " + " | ".join(cells) + " |")
     found = baselines(dataset)
     if found:
@@ -470,7 +469,7 @@ def paper_width_table():
         cells, stored = [], []
         for k in numbers:
             results = collect(directories, "conure", k)
-            cells.append(cell(results, run_all.main_metric(k)) + f" (n={len(results)})")
+            cells.append(counted_cell(results, [run_all.main_metric(k)]))
             stored.append(results[0]["stored_parameters"] if results else None)
         total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
         config = t1_config(directories)
