@@ -5,7 +5,7 @@ Starts from <out_dir>/Models/tp_t1 (run conure_tp_t1.py first), writes <out_dir>
 Edit the block below or override any entry: python conure_ret_t1.py --epochs=1
 """
 # ------------------------------ hyperparameters ------------------------------
-data_dir = "Data/Session"  # TTL files (SPEC section 2)
+data_dir = "Data/Session"  # TTL files (docs/design.md section 2)
 out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
 epochs = 10                # the cap when `valid` stops the stage early
 valid = 0.0                # share of the training users set aside to choose the best epoch (0: the

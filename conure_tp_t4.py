@@ -5,7 +5,7 @@ Starts from <out_dir>/Models/ret_t3 (run conure_ret_t3.py first), writes <out_di
 Edit the block below or override any entry: python conure_tp_t4.py --epochs=5
 """
 # ------------------------------ hyperparameters ------------------------------
-data_dir = "Data/Session"  # TTL files (SPEC section 2)
+data_dir = "Data/Session"  # TTL files (docs/design.md section 2)
 out_dir = "Data"           # checkpoints: <out_dir>/Models/<stage>/, metrics: <out_dir>/Results/
 epochs = 30                # the cap when `valid` stops the stage early
 valid = 0.0                # share of the training examples set aside to choose the best epoch (0: the

@@ -1,4 +1,4 @@
-"""Reading the TTL data files (SPEC section 2).
+"""Reading the TTL data files (docs/design.md section 2).
 
 TTL ("Tencent Transfer Learning") is a set of comma-separated text files, one user per line:
 
@@ -672,7 +672,7 @@ class T1Task:
 
 
 class TransferTask:
-    """T2+: examples are (source line, one target); the split is over examples (SPEC section 2)."""
+    """T2+: examples are (source line, one target); the split is over examples (docs/design.md section 2)."""
     excluded_targets = ()
 
     def __init__(self, data, kind, split_seed, holdout, path, valid=0.0):

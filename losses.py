@@ -1,4 +1,4 @@
-"""Conure's training losses (SPEC section 4), in keras.ops. Big matmuls run in the hidden
+"""Conure's training losses (docs/design.md section 4), in keras.ops. Big matmuls run in the hidden
 states' dtype (bfloat16 under mixed precision); logits and losses are reduced in float32.
 
 Batch layouts (dicts of arrays, built by data_loader):

@@ -1,4 +1,4 @@
-"""Held-out metrics (SPEC section 7), computed from score matrices in numpy.
+"""Held-out metrics (docs/design.md section 7), computed from score matrices in numpy.
 
 Ranks are 0-based: the number of candidates scoring strictly higher than the true one.
 """

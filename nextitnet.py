@@ -2,13 +2,13 @@
 
 Everything here is `keras.layers` + `keras.ops`, so it runs on the TensorFlow and JAX backends.
 
-Ownership (SPEC section 6): every conv kernel carries an int32 `owner` map of its own shape,
+Ownership (docs/design.md section 6): every conv kernel carries an int32 `owner` map of its own shape,
 0 = free, k = owned by task k. The task k and phase given to ConureModel.task_loss / task_scores
 pick the weights the forward pass sees:
   "train"   stop_gradient(W * [0 < owner < k]) + W * [owner == 0]
   "retrain" stop_gradient(W * [0 < owner < k]) + W * [owner == k]
   "infer"   W * [0 < owner <= k]
-  "full"    W, ownership ignored (the baselines of SPEC section 9)
+  "full"    W, ownership ignored (the baselines of docs/design.md section 9)
 Weights outside the trainable part get an exact zero gradient, so a fresh Adam never moves them.
 PeterRec's per-task "model patches" (small residual bottlenecks after every conv) live here too.
 """

@@ -1,23 +1,23 @@
-"""Write the six Conure task files (TTL format, SPEC section 2).
+"""Write the six Conure task files (TTL format, docs/design.md section 2).
 
-Subcommands (each writes the SPEC file names into --out):
-  synthetic   deterministic synthetic data with planted, learnable structure (synthetic_data.py)
-  movielens   MovieLens ratings turned into the six (or first three) tasks (movielens.py)
+Subcommands (each writes the task file names of tasks.py into --out):
+  synthetic   deterministic synthetic data with planted, learnable structure (data_prep/synthetic_data.py)
+  movielens   MovieLens ratings turned into the six (or first three) tasks (data_prep/movielens.py)
 """
 import argparse
 import sys
 import time
 
 from data_loader import DataError
-from movielens import MovieLensOptions, convert_movielens
-from synthetic_data import write_synthetic
-from task_files import FILE_NAMES
+from data_prep.movielens import MovieLensOptions, convert_movielens
+from data_prep.synthetic_data import write_synthetic
+from tasks import FILES
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     summary = write_synthetic(args.out, args.users, args.items, args.seed)
-    print(f"wrote {len(FILE_NAMES)} files to {args.out} "
+    print(f"wrote {len(FILES)} files to {args.out} "
           f"in {time.perf_counter() - start:.1f}s")
     print("\n".join(summary))
 
@@ -48,7 +48,7 @@ def run_movielens(args: argparse.Namespace) -> int:
 def add_movielens_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "movielens", help="MovieLens ratings (GroupLens or RecBole files; folder, .zip or .whl)",
-        description="Convert MovieLens into the TTL task files (task definitions: movielens.py).")
+        description="Convert MovieLens into the TTL task files (task definitions: data_prep/movielens.py).")
     p.add_argument("--src", required=True,
                    help="folder or .zip/.whl holding u.data, ratings.dat, ratings.csv or <name>.inter")
     p.add_argument("--out", required=True, help="output directory (created if needed)")

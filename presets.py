@@ -1,4 +1,4 @@
-"""Named settings for `run_all.py --preset=...` and `reproduce.py`, on top of each stage's script block.
+"""Named settings for `run_all.py --preset=...` and `tools/reproduce.py`, on top of each stage's script block.
 
   paper      every stage exactly as its script's block says (the release's schedule)
   quick      a small backbone and a few fast epochs: the whole chain in minutes on 2 CPU cores
@@ -26,7 +26,7 @@ FULL_SOFTMAX_MAX_ITEMS = 50_000  # converged T1: exact softmax up to this vocabu
 SELECTION = {"valid": 0.1, "patience": 3, "eval_every": 1}
 # Classification tasks train with a full softmax over their labels: it optimises the accuracy over
 # all classes that is reported, where the release's loss ranks the truth above one random label.
-# reproduce.py runs the release's loss beside it (REPRODUCTION.md, "Classification losses").
+# tools/reproduce.py runs the release's loss beside it (REPRODUCTION.md, "Classification losses").
 CLASS = {"full_softmax": True}
 DEFAULT_CONVERGED = {
     "architecture": QUICK_ARCHITECTURE,

@@ -1,4 +1,4 @@
-"""Per-task weight ownership of the conv kernels (SPEC section 6).
+"""Per-task weight ownership of the conv kernels (docs/design.md section 6).
 
 Each kernel has an owner map of its shape: 0 = free, k = owned by task k. Pruning after task k's
 training phase hands task k the `floor(share_k * kernel.size)` free weights with the largest |w|,

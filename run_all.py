@@ -2,9 +2,9 @@
 after every later stage, and a summary: Results/summary.md, summary.csv and forgetting.png.
 
     python run_all.py                                    # synthetic data (made if Data/Session has none)
-    python run_all.py --data_dir=../shared/datasets/ttl-sample --tasks=1-4 --out_dir=/tmp/r
+    python run_all.py --data_dir=Data/ttl-sample --tasks=1-4 --out_dir=Data/ttl  # the TTL sample (docs/data.md)
     python run_all.py --preset=paper                     # the stage scripts' own (release) settings
-    python run_all.py --method=sinmoall                  # a baseline of SPEC section 9 instead of Conure
+    python run_all.py --method=sinmoall                  # a baseline (docs/baselines.md) instead of Conure
 
 Presets: "quick" (default) is sized to finish T1..T6 on the synthetic data in about 10 minutes on
 2 CPU cores (see QUICK); "paper" runs every stage with its script's hyperparameter block. A baseline
@@ -29,7 +29,7 @@ import presets
 import proof
 import simple_baselines
 import stage
-import synthetic_data
+from data_prep import synthetic_data
 import tasks
 
 ROOT = Path(__file__).resolve().parent

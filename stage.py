@@ -4,7 +4,7 @@ A Conure stage is "tp_tK" (train task K on the free weights, then prune: task K 
 or "ret_tK" (retrain task K's own weights only). tp_t1 starts from scratch; every other stage starts
 from the checkpoint of the stage before it: tp_tK from ret_t(K-1), ret_tK from tp_tK.
 
-The baselines of SPEC section 9 are stages too, named <method>_tK (see RULES): sinmo_tK trains a
+The baselines of docs/design.md section 9 are stages too, named <method>_tK (see RULES): sinmo_tK trains a
 fresh model on task K alone; sinmoall_tK fine-tunes everything, starting from sinmoall_t(K-1)
 (sinmo_t1 for K = 2); finall_tK, finesmax_tK and peterrec_tK start from sinmo_t1.
 
@@ -34,10 +34,10 @@ import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
 from nextitnet import ConureModel, NextItemHead, TargetHead
 
 # Every hyperparameter a stage knows, with its default; a script's block overrides these and
-# --name=value overrides both. Defaults are the release's settings for T4 (SPEC section 5: T5 and
+# --name=value overrides both. Defaults are the release's settings for T4 (docs/design.md section 5: T5 and
 # T6 were not released and use T4's). None = inherited from the previous stage's checkpoint.
 DEFAULTS = {
-    "data_dir": "Data/Session",     # TTL files (SPEC section 2)
+    "data_dir": "Data/Session",     # TTL files (docs/design.md section 2)
     "out_dir": "Data",              # checkpoints in <out_dir>/Models/<stage>/, metrics in <out_dir>/Results/
     "epochs": 30,                   # the cap when a validation slice stops the stage early
     "valid": 0.0,                   # share of the training split set aside for model selection (0: the release's

@@ -1,4 +1,4 @@
-"""The task sequence: each task's number, name, TTL file and kind, in one place (SPEC section 2).
+"""The task sequence: each task's number, name, TTL file and kind, in one place (docs/design.md section 2).
 
 kind "next_item": T1, next item over the T1 vocabulary, sampled or full softmax.
 kind "item":      target items in their own id space, BPR with the LambdaFM popularity sampler.
@@ -28,6 +28,8 @@ TASKS = [
     Task("age", "original_desen_age.csv", "class", l2=0.02),
     Task("life_status", "original_desen_lifestatus.csv", "class", l2=0.02),
 ]
+# The task files by task number ("T1": ...), as data preparation writes them.
+FILES = {f"T{number}": t.file for number, t in enumerate(TASKS, 1)}
 
 
 def task(number):

@@ -166,7 +166,7 @@ class TrainStep:
 
     def split(self):
         """(gradients, apply): the step's two halves compiled on their own, for timing them apart
-        (bench.py). `grads = gradients(batch)`, then `apply(grads)`; each returns when its work is done."""
+        (tools/bench.py). `grads = gradients(batch)`, then `apply(grads)`; each returns when its work is done."""
         return self._split()
 
     # ----------------------------------------------------------------- TensorFlow

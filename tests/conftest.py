@@ -8,11 +8,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-import synthetic_data  # noqa: E402
+from data_prep import synthetic_data  # noqa: E402
 import stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TTL_SAMPLE = ROOT.parent / "shared" / "datasets" / "ttl-sample"
+# The public 10k-user TTL sample (docs/data.md), where CONURE_TTL_SAMPLE names it; tests that need
+# it skip otherwise.
+TTL_SAMPLE = Path(os.environ.get("CONURE_TTL_SAMPLE", "")) if os.environ.get("CONURE_TTL_SAMPLE") else None
+needs_ttl_sample = pytest.mark.skipif(TTL_SAMPLE is None or not TTL_SAMPLE.is_dir(),
+                                      reason="the TTL sample: set CONURE_TTL_SAMPLE to its folder")
 
 # Small enough for a stage to take seconds on 2 cores.
 TINY = ["--channels=16", "--dilations=[1,2]", "--epochs=1", "--batch_size=32", "--eval_batch_size=64", "--verbose=0"]

@@ -1,4 +1,4 @@
-"""The baselines of SPEC section 9 train exactly the variables their method allows."""
+"""The baselines of docs/design.md section 9 train exactly the variables their method allows."""
 import shutil
 
 import numpy as np

@@ -1,5 +1,5 @@
 """bench.py's reporting: a share of the matmul peak is never printed above 100%."""
-import bench
+from tools import bench
 
 
 def test_share_of_peak_is_printed_up_to_100_percent():

@@ -1,5 +1,4 @@
 """Tests of the TTL parsing in data_loader: vocabulary, read_t1, read_transfer, validation."""
-from pathlib import Path
 
 import json
 
@@ -8,8 +7,8 @@ import pytest
 
 import data_loader as dl
 from data_loader import PAD, UNK, N_RESERVED, DataError, Vocab, read_t1, read_transfer
+from conftest import TTL_SAMPLE, needs_ttl_sample
 
-SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ttl-sample"
 
 
 @pytest.fixture
@@ -230,41 +229,38 @@ def test_transfer_sources_of_unequal_length(write, vocab):
 
 # ---------------------------------------------------------------- real sample (README facts)
 
-needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"TTL sample not found at {SAMPLE}")
-
-
 @pytest.fixture(scope="module")
 def sample_t1():
-    return read_t1(SAMPLE / "original_desen_pretrain.csv")
+    return read_t1(TTL_SAMPLE / "original_desen_pretrain.csv")
 
 
-@needs_sample
+@needs_ttl_sample
 def test_sample_t1_has_10000_lines_and_123726_items(sample_t1):
     assert sample_t1.ids.shape == (10_000, 100)
     assert len(sample_t1.vocab.items) == 123_726
 
 
-@needs_sample
+@needs_ttl_sample
 def test_sample_click_file_has_9490_lines_and_7089_targets(sample_t1):
-    clicks = read_transfer(SAMPLE / "original_desen_finetune_click_nouserID.csv", sample_t1.vocab)
+    clicks = read_transfer(TTL_SAMPLE / "original_desen_finetune_click_nouserID.csv", sample_t1.vocab)
     assert clicks.sources.shape == (9_490, 100)
     assert len(clicks.target_tokens) == 7_089
     assert np.bincount(clicks.example_line).max() <= 5
 
 
-@needs_sample
+@needs_ttl_sample
 def test_sample_gender_labels_are_1_and_2(sample_t1):
-    gender = read_transfer(SAMPLE / "original_desen_gender.csv", sample_t1.vocab)
+    gender = read_transfer(TTL_SAMPLE / "original_desen_gender.csv", sample_t1.vocab)
     assert sorted(gender.target_tokens) == ["1", "2"]
     assert len(gender.example_line) == len(gender.sources) == 9_984
 
 
-@needs_sample
+@needs_ttl_sample
 @pytest.mark.parametrize("name", ["original_desen_finetune_click_nouserID.csv",
                                   "original_desen_finetune_like_nouserID.csv",
                                   "original_desen_gender.csv"])
 def test_sample_sources_are_all_known_to_t1(sample_t1, name):
-    assert read_transfer(SAMPLE / name, sample_t1.vocab).n_unknown == 0
+    assert read_transfer(TTL_SAMPLE / name, sample_t1.vocab).n_unknown == 0
 
 
 def test_prefetched_batches_keep_their_order_and_raise_errors():

@@ -3,9 +3,10 @@ a frozen weight that should train would leave it at popularity or the majority l
 import numpy as np
 import pytest
 
-import task_files
+from data_prep import task_files
 import simple_baselines
 import stage
+import tasks
 from conftest import run_stage
 
 LEARN = ("--epochs=10", "--learning_rate=0.01", "--full_softmax=True")
@@ -53,8 +54,8 @@ def grouped_labels_dir(tmp_path_factory):
         length = rng.integers(5, 30)
         tokens[row, -length:] = 1 + group * ITEMS_PER_GROUP + rng.integers(0, ITEMS_PER_GROUP, size=length)
     out = tmp_path_factory.mktemp("grouped")
-    task_files.write_atomically(out / task_files.FILE_NAMES["T1"], task_files.encode_lines(tokens))
-    task_files.write_atomically(out / task_files.FILE_NAMES["T5"], task_files.encode_lines(
+    task_files.write_atomically(out / tasks.FILES["T1"], task_files.encode_lines(tokens))
+    task_files.write_atomically(out / tasks.FILES["T5"], task_files.encode_lines(
         tokens, (groups + 1)[:, None], np.ones(users, dtype=np.int64)))
     return out
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import data_loader
-import movielens
+from data_prep import movielens
 import prepare_data
-from task_files import FILE_NAMES, SEQ_LEN
+from data_prep.task_files import SEQ_LEN
+from tasks import FILES
 
 TASKS = ("T1", "T2", "T3", "T4", "T5", "T6")
 USER_FIELDS = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token"
@@ -81,7 +82,7 @@ def convert(src, out, **options):
 def parse(out: Path, task: str):
     """[(source tokens, targets or None)] of one written file."""
     rows = []
-    for line in (out / FILE_NAMES[task]).read_text().splitlines():
+    for line in (out / FILES[task]).read_text().splitlines():
         source, _, targets = line.partition(",,")
         rows.append((source.split(","), targets.split(",") if targets else None))
     return rows
@@ -117,12 +118,12 @@ def test_layout_converts_and_reads_back(tmp_path, layout):
     src, out = LAYOUTS[layout](tmp_path), tmp_path / "out"
     summary = convert(src, out)
     expected = ("T1", "T2", "T3") if layout == "ml-20m" else TASKS
-    assert task_files(out) == sorted(FILE_NAMES[t] for t in expected)
-    t1 = data_loader.read_t1(out / FILE_NAMES["T1"])
+    assert task_files(out) == sorted(FILES[t] for t in expected)
+    t1 = data_loader.read_t1(out / FILES["T1"])
     assert t1.ids.shape == (3, SEQ_LEN)  # user 4 has too few interactions
     lines = {"T2": 3, "T3": 2, "T4": 2, "T5": 2, "T6": 2}
     for task in expected[1:]:
-        data = data_loader.read_transfer(out / FILE_NAMES[task], t1.vocab)
+        data = data_loader.read_transfer(out / FILES[task], t1.vocab)
         assert data.sources.shape == (lines[task], SEQ_LEN) and data.n_unknown == 0
     assert any(line.startswith("layout:") for line in summary)
 
@@ -131,7 +132,7 @@ def test_lines_end_with_newline_and_use_ttl_format(tmp_path):
     out = tmp_path / "out"
     convert(write_ml100k(tmp_path / "ml-100k"), out)
     for task in TASKS:
-        raw = (out / FILE_NAMES[task]).read_bytes()
+        raw = (out / FILES[task]).read_bytes()
         assert raw.endswith(b"\n") and b"\r" not in raw and b" " not in raw
         for source, targets in parse(out, task):
             assert len(source) == SEQ_LEN and all(source)
@@ -267,14 +268,14 @@ def test_no_demographics_writes_only_t1_to_t3_and_removes_stale_files(tmp_path, 
     convert(write_ml100k(tmp_path / "ml-100k"), out)
     rc, printed, _ = run_cli(capsys, write_ml20m(tmp_path / "ml-20m"), out)
     assert rc == 0 and "--tasks=1-3" in printed
-    assert task_files(out) == sorted(FILE_NAMES[t] for t in ("T1", "T2", "T3"))
+    assert task_files(out) == sorted(FILES[t] for t in ("T1", "T2", "T3"))
 
 
 def test_crlf_recbole_files_give_the_same_output(tmp_path):
     convert(write_recbole(tmp_path / "lf"), tmp_path / "out_lf")
     convert(write_recbole(tmp_path / "crlf", crlf=True), tmp_path / "out_crlf")
     for task in TASKS:
-        name = FILE_NAMES[task]
+        name = FILES[task]
         assert (tmp_path / "out_lf" / name).read_bytes() == (tmp_path / "out_crlf" / name).read_bytes()
 
 
@@ -283,7 +284,7 @@ def test_two_runs_are_byte_identical(tmp_path):
     convert(src, tmp_path / "a")
     convert(src, tmp_path / "b")
     for task in TASKS:
-        name = FILE_NAMES[task]
+        name = FILES[task]
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 

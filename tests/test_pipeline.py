@@ -6,7 +6,7 @@ import pytest
 
 import checkpoint
 import evaluate
-import synthetic_data
+from data_prep import synthetic_data
 import run_all
 from conftest import run_stage
 
@@ -100,7 +100,7 @@ def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
 
 
 def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthetic_dir, tmp_path, monkeypatch):
-    import reproduce
+    from tools import reproduce
 
     monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
     monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
@@ -129,7 +129,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
 
 
 def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, tmp_path, monkeypatch):
-    import reproduce
+    from tools import reproduce
 
     monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
     monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
@@ -148,7 +148,7 @@ def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, t
 
 
 def test_a_partial_reproduction_runs_only_the_chosen_experiments():
-    import reproduce
+    from tools import reproduce
 
     chosen = list(reproduce.experiments(["ml-1m"], ["conure"], [1], "1", ["main"]))
     assert [label for label, _, _ in chosen] == ["ml-1m conure seed 1"]
@@ -163,14 +163,14 @@ def test_a_partial_reproduction_runs_only_the_chosen_experiments():
     ([0.30], [0.20, 0.21, 0.22], "one seed"),           # no spread to judge a single run by
 ])
 def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, theirs, verdict):
-    import reproduce
+    from tools import reproduce
 
     results = lambda values: [{"accuracy": v} for v in values]
     assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
 
 
 def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(tmp_path, monkeypatch):
-    import reproduce
+    from tools import reproduce
 
     monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
     monkeypatch.setattr(reproduce, "DATASETS", {"ml-1m": {"data_dir": "D", "tasks": "1", "seeds": {},

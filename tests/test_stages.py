@@ -15,7 +15,7 @@ import metrics
 import pruning
 import reference
 import stage
-from conftest import ROOT, TINY, TTL_SAMPLE, run_stage
+from conftest import ROOT, TINY, TTL_SAMPLE, needs_ttl_sample, run_stage
 
 METRICS = ("MRR@5", "HR@5", "NDCG@5")
 
@@ -119,9 +119,8 @@ def test_chain_setting_that_disagrees_with_the_checkpoint_is_refused(t1_run, syn
         run_stage("tp_t2", synthetic_dir, t1_run[0], "--channels=32")
 
 
+@needs_ttl_sample
 def test_short_run_on_the_real_ttl_sample(tmp_path):
-    if not TTL_SAMPLE.exists():
-        pytest.skip(f"{TTL_SAMPLE} is absent")
     result = run_stage("tp_t1", TTL_SAMPLE, tmp_path, "--batch_size=256", "--eval_cap=300",
                        "--num_sampled_ratio=0.02")
     assert result["n_targets"] == 123_726 + 3 and result["n_train"] == 8000

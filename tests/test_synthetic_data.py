@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import prepare_data
-import synthetic_data
-from task_files import FILE_NAMES, SEQ_LEN
+from data_prep import synthetic_data
+from data_prep.task_files import SEQ_LEN
+from tasks import FILES
+from conftest import TTL_SAMPLE, needs_ttl_sample
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ttl-sample"
 TASKS = ("T1", "T2", "T3", "T4", "T5", "T6")
 LABEL_VOCAB = {"T4": {"1", "2"}, "T5": {str(i) for i in range(1, 9)},
                "T6": {str(i) for i in range(1, 7)}}
@@ -37,7 +38,7 @@ def assert_left_padded_source(tokens: list) -> None:
 
 def load_task(out: Path, task: str):
     """Sources as an int matrix and the target lists of one task file."""
-    parsed = [split_line(line) for line in read_lines(out / FILE_NAMES[task])]
+    parsed = [split_line(line) for line in read_lines(out / FILES[task])]
     sources = np.array([[int(t) for t in src] for src, _ in parsed])
     return sources, [targets for _, targets in parsed]
 
@@ -62,29 +63,29 @@ def medium_dir(tmp_path_factory):
 
 
 def test_writes_the_six_spec_file_names(small_dir):
-    assert sorted(p.name for p in small_dir.iterdir()) == sorted(FILE_NAMES.values())
+    assert sorted(p.name for p in small_dir.iterdir()) == sorted(FILES.values())
 
 
 def test_same_arguments_give_byte_identical_files(small_dir, tmp_path):
     synthetic_data.write_synthetic(tmp_path, users=200, items=100, seed=0)
-    for name in FILE_NAMES.values():
+    for name in FILES.values():
         assert (tmp_path / name).read_bytes() == (small_dir / name).read_bytes(), name
 
 
 def test_different_seed_gives_different_files(small_dir, tmp_path):
     synthetic_data.write_synthetic(tmp_path, users=200, items=100, seed=1)
-    t1 = FILE_NAMES["T1"]
+    t1 = FILES["T1"]
     assert (tmp_path / t1).read_bytes() != (small_dir / t1).read_bytes()
 
 
 def test_lines_end_with_newline_only(small_dir):
-    for name in FILE_NAMES.values():
+    for name in FILES.values():
         data = (small_dir / name).read_bytes()
         assert data.endswith(b"\n") and b"\r" not in data and b"\n\n" not in data, name
 
 
 def test_t1_lines_are_100_left_padded_tokens(small_dir):
-    lines = read_lines(small_dir / FILE_NAMES["T1"])
+    lines = read_lines(small_dir / FILES["T1"])
     assert len(lines) == 200
     for line in lines:
         tokens, targets = split_line(line)
@@ -101,7 +102,7 @@ def test_padding_and_full_length_lines_both_occur(small_dir):
 
 def test_task_lines_are_source_separator_targets(small_dir):
     for task in TASKS[1:]:
-        for line in read_lines(small_dir / FILE_NAMES[task]):
+        for line in read_lines(small_dir / FILES[task]):
             assert line.count(",,") == 1, task
             tokens, targets = split_line(line)
             assert_left_padded_source(tokens)
@@ -129,17 +130,17 @@ def test_gender_shares_are_close_to_ttl(medium_dir):
 
 
 def test_task_sources_are_t1_lines_in_t1_order(small_dir):
-    t1 = read_lines(small_dir / FILE_NAMES["T1"])
+    t1 = read_lines(small_dir / FILES["T1"])
     for task in TASKS[1:]:
-        sources = [line.split(",,")[0] for line in read_lines(small_dir / FILE_NAMES[task])]
+        sources = [line.split(",,")[0] for line in read_lines(small_dir / FILES[task])]
         position = 0
         for source in sources:  # each source must appear at or after the previous match
             position = t1.index(source, position) + 1
 
 
 def test_task_files_keep_the_expected_user_shares(medium_dir):
-    n_users = len(read_lines(medium_dir / FILE_NAMES["T1"]))
-    shares = {task: len(read_lines(medium_dir / FILE_NAMES[task])) / n_users
+    n_users = len(read_lines(medium_dir / FILES["T1"]))
+    shares = {task: len(read_lines(medium_dir / FILES[task])) / n_users
               for task in TASKS[1:]}
     assert 0.92 < shares["T2"] < 0.98
     assert 0.15 < shares["T3"] < 0.25
@@ -227,7 +228,7 @@ def test_labels_follow_the_latent_primary_cluster():
 def test_cli_writes_files_and_prints_summary(tmp_path, capsys):
     out = tmp_path / "new" / "dir"
     assert prepare_data.main(["synthetic", "--out", str(out), "--users", "30", "--items", "20"]) == 0
-    assert len(read_lines(out / FILE_NAMES["T1"])) == 30
+    assert len(read_lines(out / FILES["T1"])) == 30
     printed = capsys.readouterr().out
     assert "T1: 30 users" in printed and "T4:" in printed
 
@@ -242,11 +243,11 @@ def test_tiny_catalogue_still_generates(tmp_path):
     assert sources.shape == (5, 100) and set(np.unique(sources)) <= set(range(5))
 
 
-@pytest.mark.skipif(not SAMPLE_DIR.is_dir(), reason="real TTL sample not available")
+@needs_ttl_sample
 def test_real_sample_has_the_shape_these_tests_check():
     """The format checks above accept the real TTL lines (guards the checker itself)."""
     for task in ("T1", "T2", "T4"):
-        with open(SAMPLE_DIR / FILE_NAMES[task], newline="") as f:
+        with open(TTL_SAMPLE / FILES[task], newline="") as f:
             lines = [f.readline().rstrip("\r\n") for _ in range(200)]
         for line in lines:
             tokens, targets = split_line(line)

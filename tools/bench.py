@@ -1,10 +1,10 @@
 """Benchmarks. Each case is a function in CASES; run one with --case=NAME.
 
-    python bench.py --scale=small             # training and evaluation (the default case, "train")
-    python bench.py --scale=ttl --steps=2     # full TTL scale (645,974 items): a few steps on a CPU
-    python bench.py --case=memory --scale=ttl # the memory model at batch 32 and 256, nothing run
-    python bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
-    python bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
+    python tools/bench.py --scale=small             # training and evaluation (the default case, "train")
+    python tools/bench.py --scale=ttl --steps=2     # full TTL scale (645,974 items): a few steps on a CPU
+    python tools/bench.py --case=memory --scale=ttl # the memory model at batch 32 and 256, nothing run
+    python tools/bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
+    python tools/bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
 
 The "train" case times real training steps of Conure stages and evaluation on generated data of the
 chosen scale, and a plain matmul on the same device in the same run, and prints one table: steps/s,
@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python tools/bench.py` imports the project's modules from the root
 
 SEQ_LEN = 100
 FULL_LINE_SHARE = 0.25        # TTL: about a quarter of users fill all 100 slots ...
@@ -99,9 +102,9 @@ def _as_lists(values: pa.Array, list_length: int) -> pa.ListArray:
 
 
 def _run_python(script: str, *args) -> dict:
-    """Run script in a fresh interpreter (cwd: this folder) and parse the JSON it prints last."""
+    """Run script in a fresh interpreter (cwd: the project's root) and parse the JSON it prints last."""
     result = subprocess.run([sys.executable, "-c", script, *map(str, args)], check=True,
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -110,7 +113,7 @@ def _run_python(script: str, *args) -> dict:
 _GENERATE = (
     "import json, sys, time\n"
     "from pathlib import Path\n"
-    "import bench\n"
+    "from tools import bench\n"
     "start = time.perf_counter()\n"
     "bench.write_synthetic_t1(Path(sys.argv[1]), *map(int, sys.argv[2:]))\n"
     "print(json.dumps({'seconds': time.perf_counter() - start}))\n"
@@ -457,7 +460,7 @@ def measure_row(row, scale, seed):
 
 _MEASURE_ROW = (
     "import json, sys\n"
-    "import bench\n"
+    "from tools import bench\n"
     "row = next(r for r in bench.ROWS if r.name == sys.argv[1])\n"
     "print(json.dumps(bench.measure_row(row, json.loads(sys.argv[2]), int(sys.argv[3]))))\n"
 )
@@ -551,7 +554,7 @@ def _print_rows(rows):
 # predict: users/s per task through predict.py and the SavedModel; export sizes
 # ---------------------------------------------------------------------------------------
 
-RELEASE_TARGETS = {2: 17_880, 3: 7_540, 4: 3, 5: 9, 6: 7}  # SPEC section 2: T2-T6 target spaces
+RELEASE_TARGETS = {2: 17_880, 3: 7_540, 4: 3, 5: 9, 6: 7}  # docs/design.md section 2: T2-T6 target spaces
 PREDICT_BATCH = 256
 
 

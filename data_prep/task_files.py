@@ -1,4 +1,4 @@
-"""The six task files in the TTL format (SPEC section 2): their names, line encoding, atomic writes.
+"""The six task files in the TTL format (docs/design.md section 2): their names, line encoding, atomic writes.
 
 A line is 100 source tokens, oldest first and left-padded with `0`, then for T2-T6 `,,` and the
 targets (T2/T3) or the one class label (T4-T6), comma-separated.
@@ -11,14 +11,6 @@ from pathlib import Path
 import numpy as np
 
 SEQ_LEN = 100
-FILE_NAMES = {
-    "T1": "original_desen_pretrain.csv",
-    "T2": "original_desen_finetune_click_nouserID.csv",
-    "T3": "original_desen_finetune_like_nouserID.csv",
-    "T4": "original_desen_gender.csv",
-    "T5": "original_desen_age.csv",
-    "T6": "original_desen_lifestatus.csv",
-}
 
 
 def token_table(tokens, suffix: bytes = b"") -> np.ndarray:

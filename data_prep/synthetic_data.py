@@ -46,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from task_files import FILE_NAMES, SEQ_LEN, encode_lines, write_atomically
+from tasks import FILES
+from data_prep.task_files import SEQ_LEN, encode_lines, write_atomically
 
 # Planted-structure constants (see module docstring).
 MAX_CLUSTERS = 20
@@ -309,6 +310,6 @@ def write_synthetic(out_dir, users: int = 5000, items: int = 2000, seed: int = 0
     out_dir.mkdir(parents=True, exist_ok=True)
     data = generate_synthetic(users, items, seed)
     for name, content in task_lines(data).items():
-        write_atomically(out_dir / FILE_NAMES[name], content)
+        write_atomically(out_dir / FILES[name], content)
     return summarise(data)
 

@@ -62,8 +62,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks import FILES
 from data_loader import DataError
-from task_files import FILE_NAMES, SEQ_LEN, encode_token_lines, token_table, write_atomically
+from data_prep.task_files import SEQ_LEN, encode_token_lines, token_table, write_atomically
 
 MOVIELENS_LAYOUTS = {
     # layout -> (ratings file, demographics file, what it is)
@@ -559,15 +560,15 @@ def convert_movielens(src, out_dir, dataset: str | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        write_atomically(out_dir / FILE_NAMES[name], content)
-    written = [FILE_NAMES[name] for name in files]
+        write_atomically(out_dir / FILES[name], content)
+    written = [FILES[name] for name in files]
     summary.append(f"wrote {', '.join(written)}")
-    stale = [FILE_NAMES[n] for n in FILE_NAMES if n not in files and (out_dir / FILE_NAMES[n]).exists()]
+    stale = [FILES[n] for n in FILES if n not in files and (out_dir / FILES[n]).exists()]
     for name in stale:
         (out_dir / name).unlink()
     if stale:
         summary.append(f"removed stale {', '.join(stale)} (from an earlier run; not user-aligned with these files)")
-    if len(files) < len(FILE_NAMES):
+    if len(files) < len(FILES):
         summary.append(f"no demographics: only T1-T{len(files)} written; train with --tasks=1-{len(files)}")
     return summary
 

@@ -1,0 +1,1 @@
+"""Maintainer tools: the benchmark (`bench.py`) and the reproduction report (`reproduce.py`)."""
