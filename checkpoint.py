@@ -66,8 +66,11 @@ def read_json(path):
 
 def write(directory, write_files, manifest):
     """Create checkpoint `directory`: `write_files(tmp_dir)` writes the payload, then the manifest
-    (with file hashes) is added and the folder renamed into place, replacing any older one."""
+    (with file hashes) is added and the folder renamed into place, replacing an older one (a folder
+    with a manifest); anything else at `directory` is refused."""
     directory = Path(directory)
+    if directory.exists() and not (directory / "manifest.json").is_file():
+        raise CheckpointError(f"{directory}: exists and was not written by this project; refusing to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import checkpoint
 import data_loader
 import fit
+import paths
 import proof
 import pruning
 import stage
@@ -36,6 +37,9 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     if stage_name == f"tp_t{number}":
         raise stage.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
                                 f"use ret_t{number} or a later stage")
+    paths.input_dir(data_dir, "data_dir")
+    result_path = paths.replaceable(Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json", "out_dir",
+                                    "a results file", Path.is_file)
     directory = Path(out_dir) / "Models" / stage_name
     model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(stage_name))
     entry = stage.chain_entry(manifest, number)
@@ -49,7 +53,7 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     data = data or stage.load_task_data(number, config, vocab)
     result = {"task": number, "task_name": entry["name"], "stage": stage_name,
               **stage.evaluate(model, number, data, config, stage.RULES[phase].eval_view)}
-    checkpoint.write_json(result, Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json")
+    checkpoint.write_json(result, result_path)
     return result
 
 
@@ -80,7 +84,8 @@ def main(argv=None):
         else:
             result = evaluate_task(args.task, args.stage, args.data_dir, args.out_dir, args.eval_cap,
                                    args.eval_batch_size)
-    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError, pruning.OwnershipError) as e:
+    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError,
+            pruning.OwnershipError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if args.proof:

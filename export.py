@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 
 import checkpoint  # noqa: E402
 import data_loader  # noqa: E402
+import paths  # noqa: E402
 import predict  # noqa: E402
 import stage  # noqa: E402
 import trainer  # noqa: E402
@@ -82,7 +83,7 @@ def size_bytes(directory):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
-    parser.add_argument("--export_dir", required=True, help="SavedModel folder to write (replaced if it exists)")
+    parser.add_argument("--export_dir", required=True, help="SavedModel folder to write (replaces an earlier export, nothing else)")
     parser.add_argument("--tasks", help="tasks to export, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
@@ -93,9 +94,10 @@ def main(argv=None):
             raise stage.ConfigError(f"--k={args.k}: must be an integer >= 1")
         numbers = predict.parse_task_list(args.tasks) if args.tasks else None
         stage.parse_stage(args.stage)
+        paths.replaceable(args.export_dir, "--export_dir", "an export", paths.manifest_folder("signatures"))
         served = predict.load(Path(args.out_dir) / "Models" / args.stage, numbers)
         manifest = export(served, args.export_dir, args.k)
-    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
+    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"{args.stage}: signatures {', '.join(manifest['signatures'])} (k={args.k}) in {args.export_dir}, "

@@ -32,6 +32,7 @@ import numpy as np
 
 import checkpoint
 import data_loader
+import paths
 import stage
 import tasks
 import keras  # noqa: E402  (after stage, which quiets TensorFlow's logging)
@@ -60,6 +61,21 @@ class Served:
     def n_answers(self, number):
         """Items or labels a task can answer with (T1: its items, not the reserved ids)."""
         return len(self.vocab.items) if number == 1 else len(self.targets[number].tokens)
+
+
+def is_predictions(path):
+    """True for an earlier output of predict.py (JSON lines or CSV, by its first line) or an empty file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not first or first.startswith("line,unknown_tokens"):
+        return True
+    try:
+        return "unknown_tokens" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
 
 
 def parse_task_list(text):
@@ -235,8 +251,10 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
     fmt = fmt or ("csv" if Path(out_path).suffix.lower() == ".csv" else "jsonl")
     if fmt not in FORMATS:
         raise stage.ConfigError(f"--format={fmt}: one of {', '.join(FORMATS)}")
+    paths.input_file(input_path, "--input")
     if Path(out_path).resolve() == Path(input_path).resolve():
         raise stage.ConfigError(f"--out={out_path} is the input file")
+    paths.replaceable(out_path, "--out", "a predictions file", is_predictions)
     started = time.time()
     return write_answers(load(directory, numbers), input_path, out_path, k, exclude_seen, length, batch_size, fmt,
                          progress, log, started)
@@ -294,7 +312,7 @@ def main(argv=None):
         stage.parse_stage(args.stage)
         return predict_file(Path(args.out_dir) / "Models" / args.stage, args.input, args.out, numbers, args.k,
                             args.exclude_seen, args.length, args.batch_size, args.format, sys.stdout.isatty())
-    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
+    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 
+import paths
 from data_loader import DataError
 from data_prep.movielens import MovieLensOptions, convert_movielens
 from data_prep.synthetic_data import write_synthetic
@@ -73,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        paths.output_dir(args.out, "--out")
         return args.run(args) or 0
-    except DataError as e:
+    except (DataError, paths.PathError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -25,6 +25,7 @@ import checkpoint
 import data_loader
 import evaluate
 import metrics
+import paths
 import presets
 import proof
 import simple_baselines
@@ -114,19 +115,22 @@ def run(args):
     numbers = parse_tasks(args.tasks)
     if args.method not in METHODS:
         raise stage.ConfigError(f"--method={args.method}: choose one of {', '.join(METHODS)}")
+    out_dir = paths.output_dir(args.out_dir, "out_dir")
     ensure_data(args, numbers)
-    out_dir = Path(args.out_dir)
     names = stage_names(args.method, numbers)
     task_data = TaskDataCache(args.data_dir, out_dir / "Models" / names[0])
     data_settings = presets.DataSettings(args.data_dir) if args.preset == "converged" else None
     if data_settings:
         print(f"converged preset: settings tuned for {data_settings.name}")
+    configs = {name: stage_config(name, args, data_settings) for name in names}
+    for name, (config, _) in configs.items():  # every stage's settings and outputs, before the first one trains
+        stage.check_config(name, config)
     rows, stage_seconds, finished = [], {}, set()
     started = time.time()
     for name in names:
         phase, number = stage.parse_stage(name)
         print(f"\n=== {name} ===")
-        config, explicit = stage_config(name, args, data_settings)
+        config, explicit = configs[name]
         result = stage.run_stage(name, config, explicit, reuse=True)
         stage_seconds[name] = result["wall_seconds"]
         if phase != "tp":
@@ -344,7 +348,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (stage.ConfigError, data_loader.DataError, checkpoint.CheckpointError) as e:
+    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

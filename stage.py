@@ -27,6 +27,7 @@ import checkpoint
 import data_loader
 import fit
 import metrics
+import paths
 import pruning
 import tasks
 import trainer
@@ -226,6 +227,26 @@ def check_receptive_field(config, seq_len):
         raise ConfigError(
             f"dilations={config['dilations']} with kernel_size={config['kernel_size']}: the widest conv looks "
             f"{reach} steps back, which must be at least 1 and below the sequence length {seq_len}")
+
+
+def check_config(stage_name, config):
+    """Everything about a stage's settings and paths that can be checked before its start is read."""
+    validate(config)
+    number = parse_stage(stage_name)[1]
+    if number > 1 and config["valid_positions"] != 1:
+        raise ConfigError(f"valid_positions={config['valid_positions']}: T1 only (a T{number} example has one target)")
+    check_paths(config, stage_name)
+
+
+def check_paths(config, stage_name):
+    """Before any work: the data folder exists, and this stage's outputs can be written and replace
+    only an earlier run's checkpoint, results file and TensorBoard folder."""
+    paths.input_dir(config["data_dir"], "data_dir")
+    out_dir = paths.output_dir(config["out_dir"], "out_dir")
+    paths.replaceable(out_dir / "Models" / stage_name, "out_dir", "a checkpoint", paths.manifest_folder("tasks"))
+    paths.replaceable(out_dir / "Results" / f"{stage_name}.json", "out_dir", "a results file", Path.is_file)
+    if config["tensorboard_dir"]:
+        paths.output_dir(Path(config["tensorboard_dir"]) / stage_name, "tensorboard_dir")
 
 
 def make_config(stage_name, block, argv):
@@ -473,129 +494,166 @@ def run_stage(stage_name, config, explicit=(), reuse=False):
 
 def _run_stage(stage_name, config, explicit, reuse):
     started = time.time()
-    phase, number = parse_stage(stage_name)
-    rule, task = RULES[phase], tasks.task(number)
-    out_dir = Path(config["out_dir"])
-    log = print if config["verbose"] else (lambda *a: None)
     trainer.make_deterministic()
-
-    validate(config)
-    if number > 1 and config["valid_positions"] != 1:
-        raise ConfigError(f"valid_positions={config['valid_positions']}: T1 only (a T{number} example has one target)")
-    previous_name = previous_stage(stage_name)
-    previous, vocab, targets, prune_ratios = None, None, {}, []
-    if previous_name:
-        model, previous, vocab, targets, prune_ratios = restore(
-            out_dir / "Models" / previous_name, script_for(previous_name), config["precision"])
-    config = resolve_chain(config, set(explicit), previous)
-    if config["l2"] is None:  # a retrain keeps its train phase's penalty, a new head takes the task's
-        config["l2"] = chain_entry(previous, number)["l2"] if phase == "ret" else task.l2
-    validate(config)
-    prints = fingerprints(config, number)
-    if previous:
-        check_previous(previous, stage_name, number, prints)
-
-    if vocab is None and number > 1:  # a fresh model for a later task (SinMo) still reads T1's vocabulary
-        vocab = data_loader.read_t1(task_file(config, 1)).vocab
-    data = load_task_data(number, config, vocab)
-    vocab = vocab or data.vocab
-    check_receptive_field(config, data.seq_len)
-    if number > 1:
-        log(f"{task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary (mapped to <unk>)")
-        if phase == "ret" and targets[number].tokens != data.targets.tokens:
-            raise checkpoint.CheckpointError(
-                f"checkpoint {previous_name} has other T{number} targets than {task_file(config, number)}: "
-                f"run {script_for(previous_name)} first")
-        targets[number] = data.targets
-    log(f"stage {stage_name}: task T{number} ({task.name}), {data.n_train:,} training / "
-        + (f"{data.n_valid:,} validation / " if data.n_valid else "")
-        + f"{data.n_test:,} held-out examples, {data.n_targets:,} targets, backend {trainer.backend()}")
-    if config["data_parallel"]:
-        log(trainer.parallel_summary())
-    unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
-    if unseen_targets:
-        log(f"warning: {unseen_targets:,} held-out examples have a target that never occurs in training")
-
-    chain = list(previous["tasks"]) if previous else []
-    if phase != "ret":
-        chain.append({"task": number, "name": task.name, "kind": task.kind, "file": task.file,
-                      "sha256": prints["task_sha256"], "n_targets": data.n_targets, "l2": config["l2"],
-                      "prune_ratio": config["prune_ratio"] if rule.prune else None,
-                      "patches": config["bottleneck"] if rule.patches else 0})
-        if previous:
-            keras.utils.set_random_seed(config["seed"])
-            add_task(model, chain[-1])
-        else:
-            model = build_model(vocab.size, config, chain)
-    else:  # the retrained head takes this stage's l2, and the checkpoint records it
-        chain = [{**entry, "l2": config["l2"]} if entry["task"] == number else entry for entry in chain]
-        model.head(number).l2 = config["l2"]
-    model.softmax_chunk = config["softmax_chunk"]
-
-    fingerprint = run_fingerprint(stage_name, config, prints, previous)
-    if reuse:
-        done = finished_results(out_dir, stage_name, fingerprint)
-        if done:
-            log(f"{stage_name}: finished before with these settings and data; reusing its checkpoint and results")
-            return done
+    run = StageRun(stage_name, config)
+    run.restore_start()
+    run.settle_config(explicit)
+    run.load_data()
+    run.build_or_extend()
+    if reuse and (done := finished_results(run.out_dir, stage_name, run.fingerprint)):
+        run.log(f"{stage_name}: finished before with these settings and data; reusing its checkpoint and results")
+        return done
     train_started = time.time()
-    model.set_trainable(number, shared=rule.shared or (phase == "tp" and number == 1), convs=rule.convs,
-                        patches=rule.patches)
-    view_while_training = rule.train_view if rule.prune else rule.eval_view
-    snapshots = fit.Snapshots(out_dir / "Models" / f".{stage_name}.resume", fingerprint)
-    history = fit.train(
-        model, lambda batch: model.task_loss(batch, number, rule.train_view), data, config,
-        evaluate=lambda part: evaluate(model, number, data, config, view_while_training, part), log=log,
-        snapshots=snapshots, stream=zlib.crc32(stage_name.encode()),
-        scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / stage_name)
+    history = run.train()
     train_seconds = time.time() - train_started
-
-    results = {"stage": stage_name, "task": number, "task_name": task.name, "kind": task.kind}
-    if rule.prune:
-        before = evaluate(model, number, data, config, rule.train_view)
-        log("before pruning: " + fit.format_metrics(before))
-        prune_ratios = prune_ratios + [config["prune_ratio"]]
-        kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
-        owners = {name: pruning.prune(kernels[name], owner, number, prune_ratios)
-                  for name, owner in owners_of(model).items()}
-        pruning.check(owners, prune_ratios)
-        set_owners(model, owners)
-        log(pruning.report(owners, prune_ratios))
-        results["before_prune"] = before
-    final = evaluate(model, number, data, config, rule.eval_view)
-    log(f"{stage_name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
-        + fit.format_metrics(final))
-
-    ownership_counts = np.bincount(np.concatenate([o.ravel() for o in owners_of(model).values()]).astype(np.int64),
-                                   minlength=len(prune_ratios) + 1)
-    manifest = {"stage": stage_name, "task": number, "phase": phase, "fingerprint": fingerprint,
-                "t1_sha256": prints["t1_sha256"],
-                "tasks": chain, "config": config, "backend": trainer.backend(),
-                "ownership_counts": {("free" if k == 0 else f"T{k}"): int(c) for k, c in enumerate(ownership_counts)}}
+    results = run.prune_and_evaluate()
     if not trainer.is_chief():  # multi-worker: worker 0 alone writes the checkpoint and results
+        return results
+    results = run.write(results, history)
+    timing = {"train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1)}
+    checkpoint.write_json(timing, run.out_dir / "Results" / f"{stage_name}.timing.json")
+    return {**results, **timing}
+
+
+class StageRun:
+    """One stage in named steps: restore its start, settle its config, load its data, build or
+    extend the model, train, prune and evaluate, write the checkpoint and results."""
+
+    def __init__(self, stage_name, config):
+        self.name, (self.phase, self.number) = stage_name, parse_stage(stage_name)
+        self.rule, self.task = RULES[self.phase], tasks.task(self.number)
+        self.config, self.out_dir = config, Path(config["out_dir"])
+        self.log = print if config["verbose"] else (lambda *a: None)
+        check_config(stage_name, config)
+
+    def restore_start(self):
+        """The previous stage's checkpoint (model, manifest, vocabularies, prune ratios), or nothing."""
+        self.previous_name = previous_stage(self.name)
+        self.model, self.previous, self.vocab, self.targets, self.prune_ratios = None, None, None, {}, []
+        if self.previous_name:
+            self.model, self.previous, self.vocab, self.targets, self.prune_ratios = restore(
+                self.out_dir / "Models" / self.previous_name, script_for(self.previous_name),
+                self.config["precision"])
+
+    def settle_config(self, explicit):
+        """Chain settings from the start, the task's L2, checked; the data's fingerprints against the start."""
+        config = resolve_chain(self.config, set(explicit), self.previous)
+        if config["l2"] is None:  # a retrain keeps its train phase's penalty, a new head takes the task's
+            config["l2"] = chain_entry(self.previous, self.number)["l2"] if self.phase == "ret" else self.task.l2
+        validate(config)
+        self.config, self.prints = config, fingerprints(config, self.number)
+        if self.previous:
+            check_previous(self.previous, self.name, self.number, self.prints)
+
+    def load_data(self):
+        """The task's split data, encoded with T1's vocabulary; a retrain's targets must be its start's."""
+        config, number = self.config, self.number
+        if self.vocab is None and number > 1:  # a fresh model for a later task (SinMo) still reads T1's vocabulary
+            self.vocab = data_loader.read_t1(task_file(config, 1)).vocab
+        data = self.data = load_task_data(number, config, self.vocab)
+        self.vocab = self.vocab or data.vocab
+        check_receptive_field(config, data.seq_len)
+        if number > 1:
+            self.log(f"{self.task.file}: {data.n_unknown} source tokens unknown to the T1 vocabulary "
+                     "(mapped to <unk>)")
+            if self.phase == "ret" and self.targets[number].tokens != data.targets.tokens:
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {self.previous_name} has other T{number} targets than {task_file(config, number)}: "
+                    f"run {script_for(self.previous_name)} first")
+            self.targets[number] = data.targets
+        self.log(f"stage {self.name}: task T{number} ({self.task.name}), {data.n_train:,} training / "
+                 + (f"{data.n_valid:,} validation / " if data.n_valid else "")
+                 + f"{data.n_test:,} held-out examples, {data.n_targets:,} targets, backend {trainer.backend()}")
+        if config["data_parallel"]:
+            self.log(trainer.parallel_summary())
+        self.unseen_targets = int(np.count_nonzero(data.train_target_counts()[data.test_inputs()[1]] == 0))
+        if self.unseen_targets:
+            self.log(f"warning: {self.unseen_targets:,} held-out examples have a target that never occurs in training")
+
+    def build_or_extend(self):
+        """The model this stage trains and the task chain its checkpoint records: a new task's head on
+        the start (or on a fresh model), or, for a retrain, the start with its head's L2 set."""
+        config, number = self.config, self.number
+        chain = list(self.previous["tasks"]) if self.previous else []
+        if self.phase != "ret":
+            chain.append({"task": number, "name": self.task.name, "kind": self.task.kind, "file": self.task.file,
+                          "sha256": self.prints["task_sha256"], "n_targets": self.data.n_targets, "l2": config["l2"],
+                          "prune_ratio": config["prune_ratio"] if self.rule.prune else None,
+                          "patches": config["bottleneck"] if self.rule.patches else 0})
+            if self.previous:
+                keras.utils.set_random_seed(config["seed"])
+                add_task(self.model, chain[-1])
+            else:
+                self.model = build_model(self.vocab.size, config, chain)
+        else:  # the retrained head takes this stage's l2, and the checkpoint records it
+            chain = [{**entry, "l2": config["l2"]} if entry["task"] == number else entry for entry in chain]
+            self.model.head(number).l2 = config["l2"]
+        self.model.softmax_chunk = config["softmax_chunk"]
+        self.chain = chain
+        self.fingerprint = run_fingerprint(self.name, config, self.prints, self.previous)
+
+    def train(self):
+        """fit.train on the variables the stage's rule trains; returns the training history."""
+        model, number, rule, config = self.model, self.number, self.rule, self.config
+        model.set_trainable(number, shared=rule.shared or (self.phase == "tp" and number == 1), convs=rule.convs,
+                            patches=rule.patches)
+        view_while_training = rule.train_view if rule.prune else rule.eval_view
+        self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
+        return fit.train(
+            model, lambda batch: model.task_loss(batch, number, rule.train_view), self.data, config,
+            evaluate=lambda part: evaluate(model, number, self.data, config, view_while_training, part),
+            log=self.log, snapshots=self.snapshots, stream=zlib.crc32(self.name.encode()),
+            scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name)
+
+    def prune_and_evaluate(self):
+        """A tp stage's pruning (the task takes its share of the free weights), then held-out metrics."""
+        model, number, rule, config = self.model, self.number, self.rule, self.config
+        results = {"stage": self.name, "task": number, "task_name": self.task.name, "kind": self.task.kind}
+        if rule.prune:
+            before = evaluate(model, number, self.data, config, rule.train_view)
+            self.log("before pruning: " + fit.format_metrics(before))
+            self.prune_ratios = self.prune_ratios + [config["prune_ratio"]]
+            kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
+            owners = {name: pruning.prune(kernels[name], owner, number, self.prune_ratios)
+                      for name, owner in owners_of(model).items()}
+            pruning.check(owners, self.prune_ratios)
+            set_owners(model, owners)
+            self.log(pruning.report(owners, self.prune_ratios))
+            results["before_prune"] = before
+        final = evaluate(model, number, self.data, config, rule.eval_view)
+        self.log(f"{self.name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
+                 + fit.format_metrics(final))
         return {**results, **final}
 
-    def write_files(directory):
-        checkpoint.save_weights(directory / "weights.npz", weight_variables(model))
-        pruning.save(directory, owners_of(model), prune_ratios)
-        vocab.save(directory / "vocab.json")
-        for n, target_vocab in targets.items():
-            target_vocab.save(directory / f"targets_t{n}.json")
-        checkpoint.write_json(config, directory / "config.json")
+    def write(self, results, history):
+        """The checkpoint folder and Results/<stage>.json (reproducible bit for bit); returns the results."""
+        model, config, data = self.model, self.config, self.data
+        checkpoint.write(self.out_dir / "Models" / self.name, self.write_checkpoint_files, self.manifest())
+        self.snapshots.clear()
+        results = {**results, "n_train": data.n_train, "n_targets": data.n_targets,
+                   "stored_parameters": stored_parameters(model, self.number, self.phase),
+                   "unknown_source_tokens": data.n_unknown, "unseen_test_targets": self.unseen_targets,
+                   **history, "selection_metric": fit.selection_metric(self.task.kind) if data.n_valid else None,
+                   "n_valid": data.n_valid, "backend": trainer.backend(), "config": config}
+        checkpoint.write_json(results, self.out_dir / "Results" / f"{self.name}.json")
+        self.log(f"wrote {self.out_dir / 'Models' / self.name} and {self.out_dir / 'Results' / (self.name + '.json')}")
+        return results
 
-    checkpoint.write(out_dir / "Models" / stage_name, write_files, manifest)
-    snapshots.clear()
-    results.update({**final, "n_train": data.n_train, "n_targets": data.n_targets,
-                    "stored_parameters": stored_parameters(model, number, phase),
-                    "unknown_source_tokens": data.n_unknown, "unseen_test_targets": unseen_targets,
-                    **history, "selection_metric": fit.selection_metric(task.kind) if data.n_valid else None,
-                    "n_valid": data.n_valid, "backend": trainer.backend(), "config": config})
-    # Results/<stage>.json is reproducible bit for bit; wall times go next to it.
-    checkpoint.write_json(results, out_dir / "Results" / f"{stage_name}.json")
-    timing = {"train_seconds": round(train_seconds, 1), "wall_seconds": round(time.time() - started, 1)}
-    checkpoint.write_json(timing, out_dir / "Results" / f"{stage_name}.timing.json")
-    log(f"wrote {out_dir / 'Models' / stage_name} and {out_dir / 'Results' / (stage_name + '.json')}")
-    return {**results, **timing}
+    def manifest(self):
+        counts = np.bincount(np.concatenate([o.ravel() for o in owners_of(self.model).values()]).astype(np.int64),
+                             minlength=len(self.prune_ratios) + 1)
+        return {"stage": self.name, "task": self.number, "phase": self.phase, "fingerprint": self.fingerprint,
+                "t1_sha256": self.prints["t1_sha256"], "tasks": self.chain, "config": self.config,
+                "backend": trainer.backend(),
+                "ownership_counts": {("free" if k == 0 else f"T{k}"): int(c) for k, c in enumerate(counts)}}
+
+    def write_checkpoint_files(self, directory):
+        checkpoint.save_weights(directory / "weights.npz", weight_variables(self.model))
+        pruning.save(directory, owners_of(self.model), self.prune_ratios)
+        self.vocab.save(directory / "vocab.json")
+        for n, target_vocab in self.targets.items():
+            target_vocab.save(directory / f"targets_t{n}.json")
+        checkpoint.write_json(self.config, directory / "config.json")
 
 
 def check_previous(previous, stage_name, number, prints):
@@ -620,7 +678,8 @@ def main(stage_name, script_globals=None, argv=None):
     try:
         config, explicit = make_config(stage_name, hyperparameters(script_globals or {}), argv)
         return run_stage(stage_name, config, explicit)
-    except (ConfigError, data_loader.DataError, checkpoint.CheckpointError, pruning.OwnershipError) as e:
+    except (ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError,
+            pruning.OwnershipError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -14,11 +14,48 @@ worker builds the same global batch; `is_chief()` names the one that writes file
 import contextlib
 import functools
 import os
+import re
+import sys
+import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What TensorFlow prints while it loads and probes for CUDA, on every machine: not the user's business.
+START_UP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|Could not find cuda drivers"
+    r"|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered"
+    r"|TF-TRT Warning|This TensorFlow binary is optimized to use|rebuild TensorFlow with the appropriate compiler")
 
-import keras  # noqa: E402
+
+@contextlib.contextmanager
+def start_up_noise_filtered():
+    """Hold back the process's stderr (file descriptor 2, where TensorFlow's C++ logs go) while the
+    block runs, then print every line of it but START_UP_NOISE. TF_CPP_MIN_LOG_LEVEL=0 shows all."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not START_UP_NOISE.search(line)]
+            sys.stderr.write("".join(kept))
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with start_up_noise_filtered():
+    import keras  # noqa: E402
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # noqa: E402
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe, which logs its failure on a machine without one
 import numpy as np  # noqa: E402
 
 
