@@ -66,7 +66,8 @@ def prove_task(number, stage_name, out_dir="Data", reference=None):
     return proof.prove_stage(number, stage_name, Path(out_dir) / "Models", reference)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", type=int, required=True, help="task number K (1..%d)" % len(tasks.TASKS))
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t4")
@@ -77,6 +78,11 @@ def main(argv=None):
     parser.add_argument("--proof", action="store_true", help="compare the weights task K reads, bit for bit")
     parser.add_argument("--reference", default=None, help="with --proof: the checkpoint to compare with "
                                                            "(default: the task's own, e.g. ret_tK)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.proof:

@@ -80,7 +80,8 @@ def size_bytes(directory):
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def main(argv=None):
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
     parser.add_argument("--export_dir", required=True, help="SavedModel folder to write (replaces an earlier export, nothing else)")
@@ -88,6 +89,11 @@ def main(argv=None):
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
     parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"], help="folder holding Models/")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.k < 1:

@@ -16,14 +16,14 @@ class PathError(ValueError):
 def input_file(path, name):
     path = Path(path)
     if not path.is_file():
-        raise PathError(f"{name}={path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+        raise PathError(f"{name}={path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     return path
 
 
 def input_dir(path, name):
     path = Path(path)
     if not path.is_dir():
-        raise PathError(f"{name}={path}: {'a file, not a folder' if path.exists() else 'no such folder'}")
+        raise PathError(f"{name}={path}: {'a file, not a folder' if path.exists() else 'folder not found'}")
     return path
 
 

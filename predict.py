@@ -293,7 +293,8 @@ def write_answers(served, input_path, out_path, k=10, exclude_seen=False, length
     return {**totals, "tasks": [name for _, name, _ in served.tasks], "stage": served.stage, "seconds": seconds}
 
 
-def main(argv=None):
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
     parser.add_argument("--input", required=True, help="file of users, one per line (TTL source format)")
@@ -306,6 +307,11 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=100, help="tokens per user (default 100, TTL's lines)")
     parser.add_argument("--batch_size", type=int, default=stage.DEFAULTS["eval_batch_size"])
     parser.add_argument("--format", choices=FORMATS, help="default: from the output file's suffix")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         numbers = parse_task_list(args.tasks) if args.tasks else None

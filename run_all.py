@@ -329,7 +329,8 @@ def plot_curves(results, stage_names, path, method):
     plt.close(fig)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
     parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
@@ -345,6 +346,11 @@ def main(argv=None):
                         help="classification tasks: the release's logistic loss against one other label, or a "
                              "full softmax (default: the preset's)")
     parser.add_argument("--verbose", type=int, default=1)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         run(args)

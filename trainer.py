@@ -172,13 +172,7 @@ TABLE_UPDATES = ("dense", "sparse", "lazy")
 
 class TrainStep:
     """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`. `xla`
-    compiles the TensorFlow step with XLA (JAX always does).
-
-    `table_update` (TensorFlow, one device) says how Adam treats the row gradients of embedding
-    tables (IndexedSlices): "dense" (default) and "sparse" are TF1's Adam, which decays the moments
-    and moves every row, touched or not; "dense" makes the gradient dense first, "sparse" adds the
-    summed rows into the decayed moments (TF1's own order of operations). "lazy" updates only the
-    rows the batch touches (TF1's LazyAdamOptimizer): a deviation from the release's algorithm."""
+    compiles the TensorFlow step with XLA (JAX always does). `table_update`: see TableAdam."""
 
     def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False, table_update="dense"):
         if table_update not in TABLE_UPDATES:
@@ -187,14 +181,13 @@ class TrainStep:
             raise ValueError(f"table_update={table_update!r} needs TensorFlow on one device (JAX gradients are dense)")
         self.variables = list(variables)
         self.optimizer = optimizer
-        self.table_update = table_update
-        self.xla = xla
         optimizer.build(self.variables)
         if backend() == "tensorflow":
-            self._step = self._tensorflow_step(loss_fn, xla)
+            apply = TableAdam(self.variables, optimizer, table_update)
+            self._step, self._split = tensorflow_step(loss_fn, self.variables, apply, xla)
         elif backend() == "jax":
             frozen = [v for v in all_variables if all(v is not t for t in self.variables)]
-            self._step = self._jax_step(loss_fn, frozen)
+            self._step, self._split = jax_step(loss_fn, self.variables, frozen, optimizer)
         else:
             raise RuntimeError(f"unsupported Keras backend {backend()!r}: use tensorflow or jax")
 
@@ -206,51 +199,62 @@ class TrainStep:
         (tools/bench.py). `grads = gradients(batch)`, then `apply(grads)`; each returns when its work is done."""
         return self._split()
 
-    # ----------------------------------------------------------------- TensorFlow
 
-    def _tensorflow_step(self, loss_fn, xla):
-        import tensorflow as tf
+def tensorflow_step(loss_fn, variables, apply, xla):
+    """(step, split) on TensorFlow: a tf.GradientTape inside tf.function, replicated under the
+    active tf.distribute strategy; `apply(grads)` updates the variables."""
+    import tensorflow as tf
 
-        strategy = _strategy
-        replicas = strategy.num_replicas_in_sync if strategy else 1
+    strategy = _strategy
+    replicas = strategy.num_replicas_in_sync if strategy else 1
 
-        def gradients(batch):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(batch) / replicas  # gradients are summed over replicas
-            return loss, tape.gradient(loss, self.variables)
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(batch) / replicas  # gradients are summed over replicas
+        return loss, tape.gradient(loss, variables)
 
-        def replica_step(batch):
-            loss, grads = gradients(batch)
-            self._tensorflow_apply(grads)
-            return loss
+    def replica_step(batch):
+        loss, grads = gradients(batch)
+        apply(grads)
+        return loss
 
-        def split():
-            compiled_gradients = tf.function(gradients, jit_compile=xla)
-            compiled_apply = tf.function(self._tensorflow_apply, jit_compile=xla)
+    def split():
+        compiled_gradients = tf.function(gradients, jit_compile=xla)
+        compiled_apply = tf.function(apply, jit_compile=xla)
 
-            def apply(grads):
-                compiled_apply(grads)
-                _wait_tensorflow(self.variables)
+        def apply_grads(grads):
+            compiled_apply(grads)
+            _wait_tensorflow(variables)
 
-            return lambda batch: _wait_tensorflow(compiled_gradients(batch)[1]), apply
+        return lambda batch: _wait_tensorflow(compiled_gradients(batch)[1]), apply_grads
 
-        self._split = split
-        if strategy is None:
-            return tf.function(replica_step, reduce_retracing=True, jit_compile=xla)
+    if strategy is None:
+        return tf.function(replica_step, reduce_retracing=True, jit_compile=xla), split
 
-        @tf.function(reduce_retracing=True)
-        def distributed_step(per_replica_batch):
-            losses = strategy.run(replica_step, args=(per_replica_batch,))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+    @tf.function(reduce_retracing=True)
+    def distributed_step(per_replica_batch):
+        losses = strategy.run(replica_step, args=(per_replica_batch,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-        def step(batch):
-            parts = split_batch(batch, replicas)
-            return distributed_step(strategy.experimental_distribute_values_from_function(
-                lambda context: parts[context.replica_id_in_sync_group]))
+    def step(batch):
+        parts = split_batch(batch, replicas)
+        return distributed_step(strategy.experimental_distribute_values_from_function(
+            lambda context: parts[context.replica_id_in_sync_group]))
 
-        return step
+    return step, split
 
-    def _tensorflow_apply(self, grads):
+
+class TableAdam:
+    """`apply(grads)` on TensorFlow: Adam's update, with a choice for the row gradients of embedding
+    tables (IndexedSlices). "dense" (default) and "sparse" are TF1's Adam, which decays the moments
+    and moves every row, touched or not; "dense" makes the gradient dense first, "sparse" adds the
+    summed rows into the decayed moments (TF1's own order of operations). "lazy" updates only the
+    rows the batch touches (TF1's LazyAdamOptimizer): a deviation from the release's algorithm."""
+
+    def __init__(self, variables, optimizer, table_update):
+        self.variables, self.optimizer, self.table_update = variables, optimizer, table_update
+
+    def __call__(self, grads):
         import tensorflow as tf
 
         if self.table_update == "dense":
@@ -262,13 +266,13 @@ class TrainStep:
         dense = [(g, v) for g, v in zip(grads, self.variables) if not isinstance(g, tf.IndexedSlices)]
         step = tf.cast(self.optimizer.iterations + 1, "float32")  # before apply() counts this step
         for grad, variable in rows:
-            self._adam_rows(summed_rows(grad), variable, step)
+            self.adam_rows(summed_rows(grad), variable, step)
         if dense:
             self.optimizer.apply([g for g, _ in dense], [v for _, v in dense])
         else:
             self.optimizer.iterations.assign_add(1)
 
-    def _adam_rows(self, grad, variable, step):
+    def adam_rows(self, grad, variable, step):
         """Adam on a gradient with unique rows: TF1's AdamOptimizer._apply_sparse ("sparse") or
         LazyAdamOptimizer ("lazy")."""
         import tensorflow as tf
@@ -292,57 +296,55 @@ class TrainStep:
         v.scatter_update(tf.IndexedSlices(v_rows, rows))
         w.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + opt.epsilon), rows))
 
-    # ----------------------------------------------------------------- JAX
 
-    def _jax_step(self, loss_fn, frozen):
-        import jax
+def jax_step(loss_fn, variables, frozen, optimizer):
+    """(step, split) on JAX: jax.value_and_grad over a stateless call under jax.jit, with the
+    new parameters and Adam state taking the old ones' memory (donated)."""
+    import jax
 
-        def loss_of(values, frozen_values, batch):
-            mapping = list(zip(self.variables, values)) + list(zip(frozen, frozen_values))
-            with keras.StatelessScope(state_mapping=mapping):
-                return loss_fn(batch)
+    def loss_of(values, frozen_values, batch):
+        mapping = list(zip(variables, values)) + list(zip(frozen, frozen_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            return loss_fn(batch)
 
-        def apply(optimizer_values, grads, values):
-            values, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, values)
-            return values, optimizer_values
+    def apply(optimizer_values, grads, values):
+        values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, values)
+        return values, optimizer_values
 
-        # Donated: the step's new parameters and Adam state take the old ones' memory.
-        @functools.partial(jax.jit, donate_argnums=(0, 2))
-        def pure_step(values, frozen_values, optimizer_values, batch):
-            loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
-            values, optimizer_values = apply(optimizer_values, grads, values)
-            return loss, values, optimizer_values
+    @functools.partial(jax.jit, donate_argnums=(0, 2))
+    def pure_step(values, frozen_values, optimizer_values, batch):
+        loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
+        values, optimizer_values = apply(optimizer_values, grads, values)
+        return loss, values, optimizer_values
 
-        def assign(values, optimizer_values):
-            for variable, value in zip(self.variables, values):
-                variable.assign(value)
-            for variable, value in zip(self.optimizer.variables, optimizer_values):
-                variable.assign(value)
+    def current(of):
+        return [v.value for v in of]
 
-        def step(batch):
-            loss, values, optimizer_values = pure_step(
-                [v.value for v in self.variables], [v.value for v in frozen],
-                [v.value for v in self.optimizer.variables], shard_batch(batch),
-            )
-            assign(values, optimizer_values)
-            return loss
+    def assign(values, optimizer_values):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, optimizer_values):
+            variable.assign(value)
 
-        def split():
-            compiled_gradients = jax.jit(jax.grad(loss_of))
-            compiled_apply = jax.jit(apply, donate_argnums=(0, 2))
+    def step(batch):
+        loss, values, optimizer_values = pure_step(current(variables), current(frozen), current(optimizer.variables),
+                                                   shard_batch(batch))
+        assign(values, optimizer_values)
+        return loss
 
-            def gradients(batch):
-                return jax.block_until_ready(compiled_gradients(
-                    [v.value for v in self.variables], [v.value for v in frozen], shard_batch(batch)))
+    def split():
+        compiled_gradients = jax.jit(jax.grad(loss_of))
+        compiled_apply = jax.jit(apply, donate_argnums=(0, 2))
 
-            def apply_grads(grads):
-                assign(*jax.block_until_ready(compiled_apply(
-                    [v.value for v in self.optimizer.variables], grads, [v.value for v in self.variables])))
+        def gradients(batch):
+            return jax.block_until_ready(compiled_gradients(current(variables), current(frozen), shard_batch(batch)))
 
-            return gradients, apply_grads
+        def apply_grads(grads):
+            assign(*jax.block_until_ready(compiled_apply(current(optimizer.variables), grads, current(variables))))
 
-        self._split = split
-        return step
+        return gradients, apply_grads
+
+    return step, split
 
 
 def summed_rows(grad):

@@ -262,6 +262,7 @@ def test_a_checkpoint_answers_the_tasks_it_holds(stage_name, argv, answered, out
     assert summary["tasks"] == answered and [k for k in records[0] if k in NAMES.values()] == answered
 
 
+EARLIER_OUTPUT = '{"line": 1, "unknown_tokens": 0}\n'  # an earlier predictions file, which a new one may replace
 BAD_INPUT = {
     "empty line": ("3,5\n\n3,5\n", "users.csv:2: empty line"),
     "empty token": ("3,5\n3,5,\n", "users.csv:2: empty source token at position 3 of 3"),
@@ -287,11 +288,11 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(case, out, tmp_path, c
     users, target = tmp_path / "users.csv", tmp_path / "predictions.jsonl"
     if text is not None:
         users.write_text(text)
-    target.write_text("earlier output\n")
+    target.write_text(EARLIER_OUTPUT)
     with pytest.raises(SystemExit) as exit_info:
         predict.main([f"--out_dir={out}", f"--input={users}", f"--out={target}", *argv])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err
-    assert target.read_text() == "earlier output\n"
+    assert target.read_text() == EARLIER_OUTPUT
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["predictions.jsonl"] + ["users.csv"] * (text is not None))

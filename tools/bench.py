@@ -656,7 +656,8 @@ CASES = {
 }
 
 
-def main(argv=None) -> None:
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="cases:\n" + "\n".join(f"  {name:8} {case.__doc__.strip()}"
@@ -679,6 +680,11 @@ def main(argv=None) -> None:
                        help="T1 lines to generate (default: TTL's 1.45M)")
     parse.add_argument("--items", type=int, default=645_974,
                        help="distinct items (default: TTL's 645,974)")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     CASES[args.case](args)
 

@@ -624,7 +624,8 @@ def report(args=None, destination=ROOT):
     print(f"wrote {destination / 'REPRODUCTION.md'}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
     split = lambda text: text.split(",")
@@ -635,6 +636,11 @@ def main(argv=None):
                         help="run: only these seeds (default: each experiment's own)")
     parser.add_argument("--tasks", default=None, help="run: only the first tasks, e.g. 1 or 1-3 (a partial run)")
     parser.add_argument("--parts", type=split, default=list(PARTS), help=f"run: only these of {','.join(PARTS)}")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     for name, known in (("datasets", DATASETS), ("methods", METHODS), ("parts", PARTS)):
         unknown = set(getattr(args, name)) - set(known)
