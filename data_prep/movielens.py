@@ -248,24 +248,8 @@ def parse_table(data: bytes, display: str, sep: bytes, columns: dict, numeric=()
     if len(sep) > 1:
         data = data.replace(sep, _FIELD_SEP)
     field_sep = _FIELD_SEP if len(sep) > 1 else sep
-    buf, starts, ends = _line_bounds(data)
-    if not (ends > starts).any():
-        raise DataError(display, "empty file", line=1)
     first = 1 if header else 0
-    if n_fields is None:
-        n_fields = data[starts[0]:ends[0]].count(field_sep) + 1
-    if len(ends) <= first:
-        raise DataError(display, "no data lines after the header", line=first + 1)
-    empty = np.flatnonzero(ends[first:] == starts[first:])
-    if len(empty):
-        raise DataError(display, "empty line", line=first + int(empty[0]) + 1)
-    seps = np.searchsorted(ends, np.flatnonzero(buf == field_sep[0]))
-    fields = np.bincount(seps, minlength=len(ends))[first:] + 1
-    wrong = np.flatnonzero(fields != n_fields)
-    if len(wrong):
-        row = int(wrong[0])
-        raise DataError(display, f"expected {n_fields} fields separated by {sep.decode()!r}, "
-                                 f"found {fields[row]}", line=first + row + 1)
+    n_lines, n_fields = _check_fields(data, display, sep, field_sep, first, n_fields)
     index_of = {index: name for name, index in columns.items()}
 
     def read(dtypes):
@@ -288,8 +272,8 @@ def parse_table(data: bytes, display: str, sep: bytes, columns: dict, numeric=()
             row, name = min(bad)
             fail(row, f"{name} {table[name].iloc[row]!r} is not a number")
         raise
-    if len(table) != len(ends) - first:  # cannot happen after the checks above
-        raise DataError(display, f"read {len(table)} rows from {len(ends) - first} lines")
+    if len(table) != n_lines - first:  # cannot happen after the checks above
+        raise DataError(display, f"read {len(table)} rows from {n_lines - first} lines")
     for name in columns:
         if name in numeric:
             bad = np.flatnonzero(~np.isfinite(table[name].to_numpy()))
@@ -300,6 +284,29 @@ def parse_table(data: bytes, display: str, sep: bytes, columns: dict, numeric=()
             if len(bad):
                 fail(bad[0], f"empty {name}")
     return table
+
+
+def _check_fields(data: bytes, display: str, sep: bytes, field_sep: bytes, first: int, n_fields: int | None):
+    """(lines, fields per line): no empty file or line, and the same field count on every line
+    after the first `first` (default: the first line's count); else DataError naming the line."""
+    buf, starts, ends = _line_bounds(data)
+    if not (ends > starts).any():
+        raise DataError(display, "empty file", line=1)
+    if n_fields is None:
+        n_fields = data[starts[0]:ends[0]].count(field_sep) + 1
+    if len(ends) <= first:
+        raise DataError(display, "no data lines after the header", line=first + 1)
+    empty = np.flatnonzero(ends[first:] == starts[first:])
+    if len(empty):
+        raise DataError(display, "empty line", line=first + int(empty[0]) + 1)
+    seps = np.searchsorted(ends, np.flatnonzero(buf == field_sep[0]))
+    fields = np.bincount(seps, minlength=len(ends))[first:] + 1
+    wrong = np.flatnonzero(fields != n_fields)
+    if len(wrong):
+        row = int(wrong[0])
+        raise DataError(display, f"expected {n_fields} fields separated by {sep.decode()!r}, "
+                                 f"found {fields[row]}", line=first + row + 1)
+    return len(ends), n_fields
 
 
 def _first_line(data: bytes) -> str:
