@@ -6,8 +6,8 @@
              split) and stops after `patience` evaluations without improvement, under an epoch
              cap. T1 leaves padding out of its loss, and uses the full softmax where the
              vocabulary is small. Learning rate, width and batch were chosen per data set on
-             the validation slice only (TUNED, keyed by the T1 file's SHA-256; README,
-             "The converged preset", lists what was tried); other data get DEFAULT_CONVERGED.
+             the validation slice only (TUNED, keyed by the T1 file's SHA-256;
+             docs/training.md, "The converged preset", and docs/experiments.md list what was tried); other data get DEFAULT_CONVERGED.
 """
 import checkpoint
 import data_loader
@@ -33,7 +33,7 @@ DEFAULT_CONVERGED = {
     "t1": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "exclude_padding": True, "patience": 5},
     "later": {"epochs": 15, "batch_size": 128, "learning_rate": 1e-3},
 }
-TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (README, "The converged preset")
+TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/training.md, "The converged preset")
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
         "architecture": {"channels": 256, "dilations": [1, 4]},

@@ -227,7 +227,7 @@ def test_transfer_sources_of_unequal_length(write, vocab):
     assert_data_error(lambda: read_transfer(path, vocab), path, 3, "3 tokens", "expected 2")
 
 
-# ---------------------------------------------------------------- real sample (README facts)
+# ---------------------------------------------------------------- real sample (docs/data.md facts)
 
 @pytest.fixture(scope="module")
 def sample_t1():

@@ -28,7 +28,7 @@ def free_ports(n):
 
 
 def cluster_env(backend, index, ports):
-    """The variables a user sets on worker `index` (README, "Several machines")."""
+    """The variables a user sets on worker `index` (docs/scale.md, "Several machines")."""
     addresses = [f"localhost:{p}" for p in ports]
     if backend == "tensorflow":
         return {"TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})}
