@@ -84,7 +84,8 @@ def build_parser():
     """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
-    parser.add_argument("--export_dir", required=True, help="SavedModel folder to write (replaces an earlier export, nothing else)")
+    parser.add_argument("--export_dir", required=True,
+                        help="SavedModel folder to write (replaces an earlier export, nothing else)")
     parser.add_argument("--tasks", help="tasks to export, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")

@@ -6,8 +6,9 @@
              split) and stops after `patience` evaluations without improvement, under an epoch
              cap. T1 leaves padding out of its loss, and uses the full softmax where the
              vocabulary is small. Learning rate, width and batch were chosen per data set on
-             the validation slice only (TUNED, keyed by the T1 file's SHA-256;
-             docs/training.md, "The converged preset", and docs/experiments.md list what was tried); other data get DEFAULT_CONVERGED.
+             the validation slice only (TUNED, keyed by the T1 file's SHA-256; docs/training.md,
+             "The converged preset", and docs/experiments.md list what was tried); other data
+             get DEFAULT_CONVERGED.
 """
 import checkpoint
 import data_loader
