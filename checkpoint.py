@@ -123,3 +123,12 @@ def load_weights(path, variables):
                 raise CheckpointError(
                     f"{path}: {variable.path} has shape {value.shape}, model expects {variable.shape}")
             variable.assign(value)
+
+
+def load_matching_weights(path, variables):
+    """Assign saved values to the `variables` stored under their path with their shape; the rest
+    keep their values (TERACON's student: a new head, gate and relation gates)."""
+    with np.load(path) as saved:
+        for variable in variables:
+            if variable.path in saved.files and tuple(saved[variable.path].shape) == tuple(variable.shape):
+                variable.assign(saved[variable.path])

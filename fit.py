@@ -137,13 +137,18 @@ class Scalars:
             writer.close()
 
 
-def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scalars_dir=None):
+def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scalars_dir=None, extras=None,
+          update_scales=None, frozen=()):
     """Train `model.trainable_variables` on `loss_fn(batch)` over `data`'s training split (batch
     order and negatives from `stream`). `evaluate(part)` returns the metrics of the model on
-    "valid" or "test". Returns the history: loss per epoch, held-out evaluations during
-    training, the validation curve, the epoch chosen and the epochs trained."""
-    step = trainer.TrainStep(loss_fn, model.trainable_variables, model.variables, trainer.adam(config["learning_rate"]),
-                             xla=config["xla"] and not config["data_parallel"], table_update=config["table_update"])
+    "valid" or "test". `extras(epoch, step, steps)` adds entries to each batch (HAT's and
+    TERACON's annealed s); `update_scales` scales updates (trainer.TrainStep); `frozen`: variables
+    outside the model that the loss reads (TERACON's teacher). Returns the history: loss per
+    epoch, held-out evaluations during training, the validation curve, the epoch chosen and the
+    epochs trained."""
+    step = trainer.TrainStep(loss_fn, model.trainable_variables, [*model.variables, *frozen],
+                             trainer.adam(config["learning_rate"]), xla=config["xla"] and not config["data_parallel"],
+                             table_update=config["table_update"], update_scales=update_scales)
     validating = data.n_valid > 0
     selection = Selection(step.variables, selection_metric(data.kind), config["patience"])
     scalars = Scalars(scalars_dir)
@@ -159,7 +164,7 @@ def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scal
                                   unit_name="step")
         started = time.time()
         for i, batch in enumerate(data_loader.prefetched(batches.from_step(first)), start=first):
-            loss = step(batch)
+            loss = step({**batch, **extras(epoch, i, len(batches))} if extras else batch)
             total += loss
             bar.update(i + 1, [("loss", loss)])
             if config["save_every"] and (i + 1) % config["save_every"] == 0 and i + 1 < len(batches):

@@ -10,11 +10,13 @@ pick the weights the forward pass sees:
   "infer"   W * [0 < owner <= k]
   "full"    W, ownership ignored (the baselines of docs/design.md section 9)
 Weights outside the trainable part get an exact zero gradient, so a fresh Adam never moves them.
-PeterRec's per-task "model patches" (small residual bottlenecks after every conv) live here too.
+PeterRec's per-task "model patches" (small residual bottlenecks after every conv) live here too,
+and HAT's and TERACON's task gates on the conv outputs (gates.py).
 """
 import keras
 from keras import ops
 
+import gates as task_gates
 import losses
 
 PHASES = ("train", "retrain", "infer", "full")
@@ -103,14 +105,19 @@ class ResidualBlock(keras.layers.Layer):
         for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
             layer.build(input_shape)
 
-    def call(self, x, patches=None):
-        """`patches`: PeterRec's (patch after conv1, patch after conv2), or None."""
+    def call(self, x, patches=None, gates=None):
+        """`patches`: PeterRec's (patch after conv1, patch after conv2), or None. `gates`: HAT's or
+        TERACON's (gate on conv1's output channels, on conv2's), or None."""
         h = self.conv1(ops.relu(self.norm1(x)))
         if patches:
             h = patches[0](h)
+        if gates is not None:
+            h = h * ops.cast(gates[0], h.dtype)
         h = self.conv2(ops.relu(self.norm2(h)))
         if patches:
             h = patches[1](h)
+        if gates is not None:
+            h = h * ops.cast(gates[1], h.dtype)
         return x + h
 
     def get_config(self):
@@ -136,11 +143,12 @@ class NextItNet(keras.layers.Layer):
         for block in self.blocks:
             block.build((*input_shape, self.channels))
 
-    def call(self, tokens, patches=None):
-        """`patches`: one ModelPatch per conv (PeterRec), or None."""
+    def call(self, tokens, patches=None, gates=None):
+        """`patches`: one ModelPatch per conv (PeterRec), or None; `gates`: [convs, channels], or None."""
         x = self.embedding(tokens)
         for i, block in enumerate(self.blocks):
-            x = block(x, patches=patches[2 * i:2 * i + 2] if patches else None)
+            x = block(x, patches=patches[2 * i:2 * i + 2] if patches else None,
+                      gates=None if gates is None else (gates[2 * i], gates[2 * i + 1]))
         return x
 
     @property
@@ -242,6 +250,9 @@ class ConureModel(keras.Model):
         self.backbone.build((None, None))
         self.heads = {}  # task number (as str) -> head
         self.patches = {}  # task number (as str) -> PeterRec patches, one per conv
+        self.gates = {}  # task number (as str) -> its TaskGate (HAT, TERACON)
+        self.relation = None  # TERACON's RelationGate, once the model holds two gated tasks
+        self.smax = None  # the gates' s at inference
         self.softmax_chunk = 0  # full softmax over item chunks of this size when a head is larger
 
     def add_head(self, task, head):
@@ -260,15 +271,36 @@ class ConureModel(keras.Model):
             patch.build((None, None, self.backbone.channels))
         self.patches[str(task)] = patches
 
+    def add_gate(self, task, method):
+        """HAT's or TERACON's gate embedding for `task`, freshly initialised."""
+        gate = task_gates.TaskGate(len(self.backbone.convs), self.backbone.channels, method, name=f"gate_t{task}")
+        gate.build()
+        self.gates[str(task)] = gate
+
+    def add_relation(self):
+        """TERACON: relation-aware gates over every gated task, freshly initialised."""
+        self.relation = task_gates.RelationGate(len(self.gates), len(self.backbone.convs),
+                                                name=f"relation_{len(self.gates)}_tasks")
+        self.relation.build()
+
+    def task_gates(self, task, s):
+        """`task`'s gates on the conv outputs at `s` ([convs, channels]), or None if it has none."""
+        if str(task) not in self.gates:
+            return None
+        if self.relation is None:
+            return self.gates[str(task)].plain(s)
+        return self.relation.gate(task, {int(n): gate.embedding for n, gate in self.gates.items()}, s)
+
     def _use(self, task, phase):
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         for conv in self.backbone.convs:
             conv.task, conv.phase = task, phase
 
-    def set_trainable(self, task, shared=False, convs=True, patches=False):
-        """Trainable: `task`'s head, plus the conv kernels, embedding and LayerNorms (`shared`) and
-        `task`'s model patches as asked. Every other head and patch is frozen."""
+    def set_trainable(self, task, shared=False, convs=True, patches=False, every_task=False):
+        """Trainable: `task`'s head and gate, plus the conv kernels, embedding and LayerNorms
+        (`shared`) and `task`'s model patches as asked. Every other task's head, gate and patches
+        are frozen, unless `every_task` (TERACON: every head and gate, and the relation gates)."""
         for layer in self.backbone.shared_layers:
             layer.trainable = shared
         for conv in self.backbone.convs:
@@ -276,8 +308,11 @@ class ConureModel(keras.Model):
         for number, layers in self.patches.items():
             for patch in layers:
                 patch.trainable = patches and number == str(task)
-        for number, head in self.heads.items():
-            head.trainable = number == str(task)
+        for layers in (self.heads, self.gates):
+            for number, layer in layers.items():
+                layer.trainable = every_task or number == str(task)
+        if self.relation is not None:
+            self.relation.trainable = every_task
 
     def call(self, tokens):
         return self.backbone(tokens)
@@ -287,21 +322,27 @@ class ConureModel(keras.Model):
         """How many trailing inputs the last position sees: 1 + (k - 1)(d + 2d) over the blocks."""
         return 1 + sum((self.backbone.kernel_size - 1) * 3 * d for d in self.backbone.dilations)
 
-    def user(self, tokens, task, phase):
+    def hidden(self, tokens, task, phase, s=None):
+        """The last block's output [B, T, C] as `task` sees it: the conv weights of `phase`, the
+        task's patches and its gates at `s` (default: smax, as at inference)."""
+        self._use(task, phase)
+        return self.backbone(tokens, patches=self.patches.get(str(task)),
+                             gates=self.task_gates(task, self.smax if s is None else s))
+
+    def user(self, tokens, task, phase, s=None):
         """The representation at the last position, which tasks 2+ and every ranking read. Only the
         receptive field is computed: the same numbers as the whole sequence, for a fraction of the
         work (61 of 101 tokens with dilations 1, 4, 1, 4)."""
-        self._use(task, phase)
-        return self.backbone(tokens[:, -self.receptive_field:], patches=self.patches.get(str(task)))[:, -1, :]
+        return self.hidden(tokens[:, -self.receptive_field:], task, phase, s)[:, -1, :]
 
     def task_loss(self, batch, task, phase):
-        """Training loss of `task` on a batch, with the conv weights of `phase`."""
-        head = self.head(task)
+        """Training loss of `task` on a batch, with the conv weights of `phase` (and gates at the
+        batch's annealed `s`, where the model has gates)."""
+        head, s = self.head(task), batch.get("s")
         if task == 1:
-            self._use(task, phase)
-            hidden = self.backbone(batch["tokens"], patches=self.patches.get(str(task)))
+            hidden = self.hidden(batch["tokens"], task, phase, s)
             return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk) + head.penalty()
-        user = self.user(batch["tokens"], task, phase)
+        user = self.user(batch["tokens"], task, phase, s)
         return losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk) + head.penalty()
 
     def task_scores(self, tokens, task, phase="infer"):

@@ -102,8 +102,8 @@ def answerable(manifest):
     if phase == "tp":
         return [n for n in held if n != number], (
             f"holds T{number} pruned but not retrained: use ret_t{number} or a later stage")
-    if phase == "ret":
-        return held, f"holds T{held[0]}-T{held[-1]}: a later task needs its own ret stage"
+    if phase == "ret" or stage.RULES[phase].gates:
+        return held, f"holds T{held[0]}-T{held[-1]}: a later task needs its own stage"
     return [number], f"is a {phase} model of T{number} alone"
 
 

@@ -2,9 +2,9 @@
 bit-identical between K's own checkpoint and a later one.
 
 Score hashes depend on the hardware, the library build and the evaluation settings; this proof
-does not. Task K reads the embedding, every LayerNorm, head K, K's PeterRec patches where a method
-has them, and the conv kernels: under Conure only the entries owned by tasks 1..K (the owner maps
-must agree on them), under the baselines every entry.
+does not. Task K reads the embedding, every LayerNorm, head K, K's PeterRec patches or gate where a
+method has them, and the conv kernels: under Conure only the entries owned by tasks 1..K (the owner
+maps must agree on them), under the other methods every entry.
 
     python evaluate.py --task=1 --stage=ret_t4 --proof
 """
@@ -42,15 +42,18 @@ def own_stage(stage_name, task):
     phase = stage_name.partition("_t")[0]
     if phase in ("tp", "ret"):
         return f"ret_t{task}"
+    if phase in ("hat", "teracon"):
+        return f"{phase}_t{task}"
     if task == 1:
         return "sinmo_t1"
     return f"{'sinmoall' if phase == 'sinmoall' else phase}_t{task}"
 
 
 def reads(path, task):
-    """Does task K's inference read the weight stored under `path`?"""
+    """Does task K's inference read the weight stored under `path`? (TERACON's relation gates,
+    rebuilt at every stage, and the other tasks' gates they mix are left out.)"""
     return (path.startswith("backbone/") or path.startswith(f"head_t{task}/")
-            or path.startswith(f"patch_t{task}_"))
+            or path.startswith(f"patch_t{task}_") or path.startswith(f"gate_t{task}/"))
 
 
 def _bits(values):

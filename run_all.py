@@ -34,7 +34,8 @@ from data_prep import synthetic_data
 import tasks
 
 ROOT = Path(__file__).resolve().parent
-METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec")
+METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec", "hat", "teracon")
+ONE_MODEL = ("conure", "sinmoall", "hat", "teracon")  # one model serves every task: each is scored after every later stage
 
 def parse_tasks(text):
     """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
@@ -61,6 +62,8 @@ def parse_dilations(text):
 def stage_names(method, numbers):
     if method == "conure":
         return [f"{phase}_t{k}" for k in numbers for phase in ("tp", "ret")]
+    if stage.RULES[method].gates:
+        return [f"{method}_t{k}" for k in numbers]
     first = "sinmo_t1"
     return [first] + [f"{method}_t{k}" for k in numbers if k > 1]
 
@@ -104,9 +107,9 @@ def ensure_data(args, numbers):
 
 def evaluated_tasks(method, name, finished):
     """Finished tasks to score with checkpoint `name`: every earlier one for methods with one
-    shared model (Conure, SinMoAll), else only the stage's own task."""
+    shared model (Conure, SinMoAll, HAT, TERACON), else only the stage's own task."""
     phase, number = stage.parse_stage(name)
-    if method in ("conure", "sinmoall"):
+    if method in ONE_MODEL:
         return [k for k in finished if k <= number]
     return [number] if number in finished else []
 
@@ -215,6 +218,26 @@ def task_verdict(task_rows):
     return hashes == "bit-identical" and weights_kept, text
 
 
+def forgetting_lines(rows, method):
+    """Each earlier task's main metric at its own stage and after the last stage, and the share of
+    the parameters it reads that changed on the way (the weight-level proof's count)."""
+    if method not in ONE_MODEL:
+        return ["Each task has a model of its own under this method: no later stage changes it."]
+    lines = ["How much each earlier task lost by the last stage (drop = its own stage's metric minus the last "
+             "stage's), and the share of the parameters it reads that are not bit-identical any more.", "",
+             "| task | metric | at its own stage | after the last stage | drop | parameters it reads that changed |",
+             "|---|---|---|---|---|---|"]
+    for k in sorted({r["task"] for r in rows}):
+        own, *later = [r for r in rows if r["task"] == k]
+        if later:
+            last, metric = later[-1], main_metric(k)
+            changed = last["proof_compared"] - last["proof_identical"]
+            lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {own[metric]:.4f} | {last[metric]:.4f} | "
+                         f"{own[metric] - last[metric]:+.4f} | {changed / last['proof_compared']:.1%} ({changed:,} of "
+                         f"{last['proof_compared']:,}) |")
+    return lines
+
+
 def command_line(args):
     """The run_all.py command that gives these results."""
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
@@ -254,6 +277,7 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         verdict = task_verdict(task_rows)[1] if len(task_rows) > 1 else "(no later stage)"
         lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
                      + f" | {verdict} ({len(task_rows)} evaluations) |")
+    lines += ["", "## Forgetting", ""] + forgetting_lines(rows, args.method)
     lines += ["", "## After the last stage, against the simple baselines", "",
               "Fitted on the same training examples and scored on the same held-out split with the same metrics "
               "(simple_baselines.py): popularity or the majority label, and a strong simple baseline (a first-order "

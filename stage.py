@@ -6,7 +6,9 @@ from the checkpoint of the stage before it: tp_tK from ret_t(K-1), ret_tK from t
 
 The baselines of docs/design.md section 9 are stages too, named <method>_tK (see RULES): sinmo_tK trains a
 fresh model on task K alone; sinmoall_tK fine-tunes everything, starting from sinmoall_t(K-1)
-(sinmo_t1 for K = 2); finall_tK, finesmax_tK and peterrec_tK start from sinmo_t1.
+(sinmo_t1 for K = 2); finall_tK, finesmax_tK and peterrec_tK start from sinmo_t1. Conure's
+successors HAT and TERACON (hat_tK, teracon_tK) gate the conv outputs per task and start from
+their own stage of task K-1 (docs/hat.md, docs/teracon.md).
 
     python stage.py tp_t7 --epochs=5      # any stage, for tasks that have no script of their own
     python stage.py finall_t2 --epochs=45
@@ -26,9 +28,12 @@ import numpy as np
 import checkpoint
 import data_loader
 import fit
+import gates
+import hat
 import metrics
 import paths
 import pruning
+import teracon
 import tasks
 import trainer
 import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
@@ -58,6 +63,12 @@ DEFAULTS = {
                                     # l2_regularizer scale); None: the task's value in tasks.py (ret: its tp's)
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
+    "smax": None,                   # HAT, TERACON: the gates' s at inference, the top of its annealing (None:
+                                    # the method's, METHOD_DEFAULTS)
+    "hat_c": None,                  # HAT: weight of the regulariser that keeps a task's gates off used channels
+    "alpha": None,                  # TERACON: weight of the knowledge-retention loss
+    "retention_items": None,        # TERACON: T1's retention loss over a uniform sample of this many items when T1
+                                    # has more (0: every item)
     "eval_every": 1,                # epochs between evaluations, on the validation slice if valid > 0, else on
                                     # the held-out split (0: only at the end)
     "eval_cap": 0,                  # evaluate on at most this many held-out examples (0: all)
@@ -82,7 +93,12 @@ CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kerne
                   "split_seed": 10, "holdout": 0.2}
 # Settings added after runs were recorded, with the value that trains as before they existed: at
 # that value they stay out of run fingerprints, so older snapshots still resume.
-ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1}
+ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1, "smax": None, "hat_c": None, "alpha": None,
+               "retention_items": None}
+# Settings of Conure's successors, with the released codes' values (docs/hat.md, docs/teracon.md).
+METHOD_DEFAULTS = {"hat": {"smax": 400.0, "hat_c": 0.75},
+                   "teracon": {"smax": 50.0, "alpha": 0.7, "retention_items": 65536}}
+RETENTION_DRAWS = 7  # TERACON's per-batch draws: (seed, stage stream, epoch, step, this), apart from the data's
 SCRIPT_TYPES = (bool, int, float, str, list)
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -98,21 +114,26 @@ class Rule:
     """How a kind of stage trains task K. Views are the conv-kernel views of nextitnet.py."""
     train_view: str
     eval_view: str
-    shared: bool        # embedding and LayerNorms train (Conure: only in tp_t1)
+    shared: bool        # embedding and LayerNorms train
     convs: bool         # conv kernels train (through the view)
     patches: bool = False
     prune: bool = False
     first_task: int = 1
+    shared_t1: bool = False  # embedding and LayerNorms train in T1's stage only (Conure, HAT)
+    gates: str = ""          # task gates on the conv outputs: "hat" or "teracon"
+    every_task: bool = False  # every task's head and gate trains too (TERACON)
 
 
 RULES = {
-    "tp": Rule("train", "infer", shared=False, convs=True, prune=True),
+    "tp": Rule("train", "infer", shared=False, convs=True, prune=True, shared_t1=True),
     "ret": Rule("retrain", "infer", shared=False, convs=True),
     "sinmo": Rule("full", "full", shared=True, convs=True),
     "sinmoall": Rule("full", "full", shared=True, convs=True, first_task=2),
     "finall": Rule("full", "full", shared=True, convs=True, first_task=2),
     "finesmax": Rule("full", "full", shared=False, convs=False, first_task=2),
     "peterrec": Rule("full", "full", shared=False, convs=False, patches=True, first_task=2),
+    "hat": Rule("full", "full", shared=False, convs=True, shared_t1=True, gates="hat"),
+    "teracon": Rule("full", "full", shared=True, convs=True, gates="teracon", every_task=True),
 }
 
 
@@ -140,6 +161,8 @@ def previous_stage(name):
         return f"tp_t{number}"
     if phase == "sinmoall" and number > 2:
         return f"sinmoall_t{number - 1}"
+    if RULES[phase].gates:
+        return f"{phase}_t{number - 1}" if number > 1 else None
     return None if phase == "sinmo" else "sinmo_t1"
 
 
@@ -214,6 +237,11 @@ def validate(config):
     need(0 <= config["valid"] < 1, f"valid={config['valid']!r}: must lie in [0, 1)")
     need(not config["patience"] or config["valid"], "patience needs a validation slice: set valid > 0")
     need(config["rho"] > 0, f"rho={config['rho']!r}: must be > 0")
+    need(config["smax"] is None or config["smax"] > 0, f"smax={config['smax']!r}: must be > 0")
+    for key in ("hat_c", "alpha"):
+        need(config[key] is None or config[key] >= 0, f"{key}={config[key]!r}: must be >= 0")
+    need(config["retention_items"] is None or isinstance(config["retention_items"], int) and config[
+        "retention_items"] >= 0, f"retention_items={config['retention_items']!r}: must be an integer >= 0")
     dilations = config["dilations"]
     need(dilations is None or isinstance(dilations, list) and dilations and all(
         isinstance(d, int) and d > 0 for d in dilations), f"dilations={dilations!r}: must be a non-empty list of "
@@ -232,9 +260,15 @@ def check_receptive_field(config, seq_len):
 def check_config(stage_name, config):
     """Everything about a stage's settings and paths that can be checked before its start is read."""
     validate(config)
-    number = parse_stage(stage_name)[1]
+    phase, number = parse_stage(stage_name)
     if number > 1 and config["valid_positions"] != 1:
         raise ConfigError(f"valid_positions={config['valid_positions']}: T1 only (a T{number} example has one target)")
+    for method, settings in METHOD_DEFAULTS.items():
+        for key in settings:
+            if config[key] is not None and key not in METHOD_DEFAULTS.get(phase, {}):
+                raise ConfigError(f"{key}={config[key]!r}: a setting of {method} stages, not of {stage_name}")
+    if RULES[phase].gates and config["data_parallel"]:
+        raise ConfigError(f"data_parallel=True: {phase} stages run on one device")
     check_paths(config, stage_name)
 
 
@@ -305,20 +339,26 @@ def new_head(number, n_targets, l2):
 
 
 def add_task(model, entry):
-    """Head (and PeterRec patches) of a chain entry, freshly initialised."""
+    """Head (and PeterRec patches, HAT's or TERACON's gate) of a chain entry, freshly initialised."""
     model.add_head(entry["task"], new_head(entry["task"], entry["n_targets"], entry["l2"]))
     if entry.get("patches"):
         model.add_patches(entry["task"], entry["patches"])
+    if entry.get("gates"):
+        model.add_gate(entry["task"], entry["gates"])
 
 
 def build_model(vocab_size, config, chain=(), precision=None):
-    """A freshly initialised (seeded) model with the heads and patches of `chain`'s entries.
-    Variables are float32 under either precision; "mixed_bfloat16" computes in bfloat16."""
+    """A freshly initialised (seeded) model with the heads, patches and gates of `chain`'s entries
+    (and TERACON's relation gates once it holds two tasks). Variables are float32 under either
+    precision; "mixed_bfloat16" computes in bfloat16."""
     keras.config.set_dtype_policy(precision or config["precision"])
     keras.utils.set_random_seed(config["seed"])
     model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
     for entry in chain:
         add_task(model, entry)
+    model.smax = config.get("smax")
+    if len(chain) > 1 and chain[-1].get("gates") == "teracon":
+        model.add_relation()
     return model
 
 
@@ -367,19 +407,23 @@ def stored_parameters(model, number, phase):
     """Parameters task `number` adds to what must be stored, under the stage's method: Conure
     stores one backbone for all tasks (T1 counts the embedding and LayerNorms, each task its own
     conv weights and head); SinMo and FineAll a whole model per task; SinMoAll one model in all (its
-    later tasks add a head); FineSmax a head; PeterRec its patches and head."""
+    later tasks add a head); FineSmax a head; PeterRec its patches and head; HAT and TERACON one
+    model, each task its head and gate (TERACON's relation gates too)."""
     size = lambda variables: int(sum(np.prod(v.shape) for v in variables))  # noqa: E731
     shared = size(v for layer in model.backbone.shared_layers for v in layer.weights)
     convs = size(conv.kernel for conv in model.backbone.convs)
     head = size(model.head(number).weights)
+    gate = size(model.gates[str(number)].weights) if str(number) in model.gates else 0
     if phase in ("tp", "ret"):
         own = sum(int(np.count_nonzero(o == number)) for o in owners_of(model).values())
         return own + head + (shared if number == 1 else 0)
     if phase in ("sinmo", "finall") or number == 1:
-        return shared + convs + head
+        return shared + convs + head + gate
     if phase == "peterrec":
         return size(v for patch in model.patches[str(number)] for v in patch.weights) + head
-    return head  # sinmoall (one shared model), finesmax
+    if phase == "teracon":  # the relation gates of N tasks hold 2 N^2 values per conv: this task's growth
+        return head + gate + 2 * (2 * number - 1) * len(model.backbone.convs)
+    return head + gate  # sinmoall (one shared model), finesmax, hat
 
 
 # ----------------------------------------------------------------------------- train / evaluate
@@ -530,6 +574,7 @@ class StageRun:
         """The previous stage's checkpoint (model, manifest, vocabularies, prune ratios), or nothing."""
         self.previous_name = previous_stage(self.name)
         self.model, self.previous, self.vocab, self.targets, self.prune_ratios = None, None, None, {}, []
+        self.teacher = None  # TERACON: the model after the previous stage, frozen
         if self.previous_name:
             self.model, self.previous, self.vocab, self.targets, self.prune_ratios = restore(
                 self.out_dir / "Models" / self.previous_name, script_for(self.previous_name),
@@ -540,6 +585,8 @@ class StageRun:
         config = resolve_chain(self.config, set(explicit), self.previous)
         if config["l2"] is None:  # a retrain keeps its train phase's penalty, a new head takes the task's
             config["l2"] = chain_entry(self.previous, self.number)["l2"] if self.phase == "ret" else self.task.l2
+        for key, value in METHOD_DEFAULTS.get(self.phase, {}).items():
+            config[key] = value if config[key] is None else config[key]
         validate(config)
         self.config, self.prints = config, fingerprints(config, self.number)
         if self.previous:
@@ -579,8 +626,14 @@ class StageRun:
             chain.append({"task": number, "name": self.task.name, "kind": self.task.kind, "file": self.task.file,
                           "sha256": self.prints["task_sha256"], "n_targets": self.data.n_targets, "l2": config["l2"],
                           "prune_ratio": config["prune_ratio"] if self.rule.prune else None,
-                          "patches": config["bottleneck"] if self.rule.patches else 0})
-            if self.previous:
+                          "patches": config["bottleneck"] if self.rule.patches else 0,
+                          **({"gates": self.rule.gates} if self.rule.gates else {})})
+            if self.previous and self.rule.every_task:  # TERACON: the start is kept as the teacher
+                self.teacher, self.model = self.model, build_model(self.vocab.size, config, chain)
+                checkpoint.load_matching_weights(self.out_dir / "Models" / self.previous_name / "weights.npz",
+                                                 weight_variables(self.model))
+                set_owners(self.model, owners_of(self.teacher))
+            elif self.previous:
                 keras.utils.set_random_seed(config["seed"])
                 add_task(self.model, chain[-1])
             else:
@@ -589,21 +642,54 @@ class StageRun:
             chain = [{**entry, "l2": config["l2"]} if entry["task"] == number else entry for entry in chain]
             self.model.head(number).l2 = config["l2"]
         self.model.softmax_chunk = config["softmax_chunk"]
+        if self.rule.gates:
+            self.model.smax = config["smax"]
         self.chain = chain
         self.fingerprint = run_fingerprint(self.name, config, self.prints, self.previous)
 
     def train(self):
         """fit.train on the variables the stage's rule trains; returns the training history."""
         model, number, rule, config = self.model, self.number, self.rule, self.config
-        model.set_trainable(number, shared=rule.shared or (self.phase == "tp" and number == 1), convs=rule.convs,
-                            patches=rule.patches)
+        model.set_trainable(number, shared=rule.shared or (rule.shared_t1 and number == 1), convs=rule.convs,
+                            patches=rule.patches, every_task=rule.every_task)
         view_while_training = rule.train_view if rule.prune else rule.eval_view
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
+        cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None
         return fit.train(
-            model, lambda batch: model.task_loss(batch, number, rule.train_view), self.data, config,
+            model, self.loss_fn(cumulative), self.data, config,
             evaluate=lambda part: evaluate(model, number, self.data, config, view_while_training, part),
             log=self.log, snapshots=self.snapshots, stream=zlib.crc32(self.name.encode()),
-            scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name)
+            scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name,
+            extras=self.batch_extras(), update_scales=hat.update_scales(model, cumulative),
+            frozen=self.teacher.variables if self.teacher else ())
+
+    def loss_fn(self, cumulative):
+        """The training loss: the task's, plus HAT's regulariser (`cumulative`: the earlier tasks'
+        gates) or, after T1, TERACON's knowledge-retention loss."""
+        model, number, config, view = self.model, self.number, self.config, self.rule.train_view
+        if self.rule.gates == "hat":
+            return lambda batch: (model.task_loss(batch, number, view)
+                                  + config["hat_c"] * hat.regulariser(model, number, batch["s"], cumulative))
+        if self.teacher is not None:
+            return lambda batch: (model.task_loss(batch, number, view)
+                                  + config["alpha"] * teracon.retention(model, self.teacher, batch, number))
+        return lambda batch: model.task_loss(batch, number, view)
+
+    def batch_extras(self):
+        """For gated methods, what each batch adds to its data: the annealed s and, for TERACON
+        after T1, the rows and items of its retention loss (drawn from the batch's own stream)."""
+        if not self.rule.gates:
+            return None
+        config, stream = self.config, zlib.crc32(self.name.encode())
+
+        def extras(epoch, step, steps):
+            found = {"s": np.asarray(gates.anneal(step, steps, config["smax"]), dtype=np.float32)}
+            if self.teacher is not None:
+                rng = np.random.default_rng([config["seed"], stream, epoch, step, RETENTION_DRAWS])
+                found.update(teracon.batch_draws(rng, self.number - 1, config["batch_size"],
+                                                 self.teacher.head(1).n_items, config["retention_items"]))
+            return found
+        return extras
 
     def prune_and_evaluate(self):
         """A tp stage's pruning (the task takes its share of the free weights), then held-out metrics."""

