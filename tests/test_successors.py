@@ -1,15 +1,21 @@
 """HAT and TERACON: the gates and their annealing, HAT's protection of earlier tasks, TERACON's
 retention loss and relation weights, and how much each forgets beside SinMoAll and Conure."""
+import json
 import math
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
 import evaluate
+import export
+import fit
 import gates
 import hat
+import predict
 import stage
+import tasks
 import teracon
 from conftest import run_stage
 from data_loader import SEP
@@ -160,3 +166,52 @@ def test_hat_keeps_t1s_held_out_metric(chains, synthetic_dir):
     own = stage.checkpoint.read_json(chains["hat"] / "Results" / "hat_t1.json")["MRR@5"]
     later = evaluate.evaluate_task(1, "hat_t2", synthetic_dir, chains["hat"])["MRR@5"]
     assert abs(later - own) < 0.01
+
+
+# ---------------------------------------------------------------- in the pipeline: serving and resuming
+
+@pytest.mark.parametrize("method", ["hat", "teracon"])
+def test_predict_and_export_serve_every_task_of_a_gated_checkpoint(method, chains, synthetic_dir, tmp_path):
+    import tensorflow as tf
+
+    served = predict.load(chains[method] / "Models" / f"{method}_t2")
+    assert [number for number, _, _ in served.tasks] == [1, 2]
+    users = [line.split(",,")[0] for line in (synthetic_dir / tasks.task(2).file).read_text().splitlines()[:40]]
+    path = tmp_path / "users.csv"
+    path.write_text("\n".join(users) + "\n")
+    predict.write_answers(served, path, tmp_path / "answers.jsonl", k=5, log=lambda *a: None)
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    export.export(served, tmp_path / "export", k=5)
+    signatures = tf.saved_model.load(str(tmp_path / "export")).signatures
+    tokens = tf.constant([["0"] * (100 - len(u.split(","))) + u.split(",") for u in users])
+    for name in ("next_item", "clicks"):
+        exported = [[item.decode() for item in row] for row in signatures[name](tokens=tokens)["items"].numpy()]
+        assert exported == [answer[name]["items"] for answer in answers]
+
+
+def test_a_teracon_stage_interrupted_resumes_to_the_same_weights(chains, synthetic_dir, tmp_path, monkeypatch):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for out in (whole, broken):
+        shutil.copytree(chains["teracon"] / "Models" / "teracon_t1", out / "Models" / "teracon_t1")
+    settings = ["--epochs=3", "--save_every=3", "--eval_every=0"]
+    run_stage("teracon_t2", synthetic_dir, whole, *settings)
+
+    class Crash(Exception):
+        pass
+
+    save = fit.Snapshots.save
+
+    def save_then_crash(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise Crash
+
+    monkeypatch.setattr(fit.Snapshots, "save", save_then_crash)
+    with pytest.raises(Crash):
+        run_stage("teracon_t2", synthetic_dir, broken, *settings)
+    monkeypatch.undo()
+    position = json.loads((broken / "Models" / ".teracon_t2.resume" / "manifest.json").read_text())["position"]
+    assert (position["epoch"], position["step"]) == (0, 3)
+    run_stage("teracon_t2", synthetic_dir, broken, *settings)
+    with np.load(whole / "Models" / "teracon_t2" / "weights.npz") as a, \
+            np.load(broken / "Models" / "teracon_t2" / "weights.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[name], b[name]) for name in a.files)
