@@ -1,5 +1,6 @@
 """The backend glue: exact Adam on repeated ids (and its sparse and lazy table updates), data parallelism and
 sharded item tables that match one device."""
+import json
 import os
 import subprocess
 import sys
@@ -177,3 +178,30 @@ def test_split_step_halves_make_the_same_update_as_the_step():
         updated.append(ops.convert_to_numpy(w))
     np.testing.assert_allclose(updated[1], updated[0], rtol=1e-6)
     assert np.abs(updated[0] - w0).max() > 0.05
+
+
+SCALED_UPDATE = """
+import numpy as np, keras
+from keras import ops
+import trainer
+moved = []
+for scales in (None, np.array([0.0, 0.5, 1.0], "float32")):
+    w = keras.Variable(np.ones(3, "float32"))
+    step = trainer.TrainStep(lambda x: ops.sum((w - x) ** 2), [w], [w], trainer.adam(0.1),
+                             update_scales=None if scales is None else {id(w): scales})
+    step(np.zeros(3, "float32"))
+    moved.append(1 - ops.convert_to_numpy(w))
+print((moved[1] / moved[0]).tolist())
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_update_scales_multiply_each_weights_update(backend):
+    """HAT's protection: a weight's update is scaled by its factor (0: frozen, 1: a plain step)."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    done = subprocess.run([sys.executable, "-c", SCALED_UPDATE], env={**os.environ, "KERAS_BACKEND": backend},
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ratios = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(ratios, [0, 0.5, 1], rtol=1e-5, atol=1e-7)
