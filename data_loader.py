@@ -485,6 +485,48 @@ def split_valid(train, valid, path):
     return (train[:-n_valid], train[-n_valid:]) if n_valid else (train, train[:0])
 
 
+SUBSET_SEED = 2024  # the fixed hash behind user_keys
+
+
+def user_keys(rows):
+    """A fixed pseudo-random number in [0, 1) per row of ids, the same for the same row in any task
+    and run: keeping the training rows whose key lies below a share gives nested random subsets."""
+    weights = np.random.default_rng(SUBSET_SEED).integers(1, 2**62, size=rows.shape[1], dtype=np.uint64) | 1
+    key = (rows.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)  # wraps modulo 2**64
+    key ^= key >> np.uint64(31)
+    key *= np.uint64(0xBF58476D1CE4E5B9)
+    key ^= key >> np.uint64(29)
+    return (key >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def training_subset(train, rows, share):
+    """The training examples whose user (`rows`, their source ids) falls in the first `share` of users."""
+    return train if share >= 1 else train[user_keys(rows) < share]
+
+
+def k_core(ids, vocab, train, k, path):
+    """Items seen fewer than k times in the training users become <unk>, then training users left
+    with fewer than k items are dropped, until nothing changes. Returns (ids with every line
+    re-encoded, the vocabulary of the kept items by training frequency, the kept training rows)."""
+    keep = train
+    while True:
+        counts = np.bincount(ids[keep].ravel(), minlength=vocab.size)
+        kept_item = (counts >= k) & (np.arange(vocab.size) >= N_RESERVED)
+        still = keep[kept_item[ids[keep]].sum(axis=1) >= k]
+        if len(still) == len(keep):
+            break
+        keep = still
+    if not len(keep):
+        raise DataError(path, f"no training user keeps {k} items seen at least {k} times (min_item_count={k})")
+    order = np.flatnonzero(kept_item)
+    order = order[np.argsort(-counts[order], kind="stable")]
+    new_id = np.full(vocab.size, UNK, dtype=np.int32)
+    new_id[[PAD, UNK, SEP]] = [PAD, UNK, SEP]
+    new_id[order] = N_RESERVED + np.arange(len(order), dtype=np.int32)
+    kept = Vocab([vocab.items[i - N_RESERVED] for i in order], counts[order])
+    return new_id[ids], kept, keep
+
+
 def drop_tokens(tokens, rate, rng):
     """Token dropout, a regulariser the release does not have: each item of a training input
     becomes padding with probability `rate`. Labels and targets keep the true items. Drawn after
@@ -615,19 +657,26 @@ class TargetVocab:
 class T1Task:
     """T1 next item: held-out users are whole lines; train on every position, evaluate the last.
     `valid` sets that share of the training users aside for model selection, scored on each
-    one's last `valid_positions` items (more predictions, so a less noisy selection)."""
+    one's last `valid_positions` items (more predictions, so a less noisy selection).
+    `min_item_count` k > 0 applies `k_core` over the training users (every line's rare items become
+    <unk>); `train_share` < 1 trains on that nested share of the training users (`user_keys`).
+    Neither changes the held-out or validation users."""
     kind = "next_item"
     excluded_targets = (PAD, UNK, SEP)
     n_unknown = 0
 
-    def __init__(self, data, split_seed, holdout, path, valid=0.0, valid_positions=1):
+    def __init__(self, data, split_seed, holdout, path, valid=0.0, valid_positions=1, min_item_count=0,
+                 train_share=1.0):
         train, test = split(len(data.ids), split_seed, holdout, path)
         train, valid_rows = split_valid(train, valid, path)
+        ids, self.vocab = data.ids, data.vocab
+        if min_item_count:
+            ids, self.vocab, train = k_core(ids, self.vocab, train, min_item_count, path)
+        train = training_subset(train, ids[train], train_share)
         self.valid_positions = valid_positions
-        self.vocab = data.vocab
-        self.train_ids, self.valid_ids, self.test_ids = data.ids[train], data.ids[valid_rows], data.ids[test]
+        self.train_ids, self.valid_ids, self.test_ids = ids[train], ids[valid_rows], ids[test]
         self.n_train, self.n_valid, self.n_test = len(train), len(valid_rows), len(test)
-        self.n_targets = data.vocab.size
+        self.n_targets = self.vocab.size
         self.seq_len = data.ids.shape[1] - 1  # the model sees all tokens but the last
 
     def train_batches(self, config, epoch, stream=0):
@@ -639,6 +688,8 @@ class T1Task:
             ids = self.train_ids[rows]
             labels = ids[:, 1:]
             weights = (labels != PAD) if config["exclude_padding"] else np.ones(labels.shape, bool)
+            if config.get("min_item_count"):  # a filtered item is no target to learn
+                weights &= labels != UNK
             batch = {"labels": labels, "weights": weights.astype(np.float32)}
             if sampler:
                 batch["sampled"], batch["num_tries"] = sampler.sample(rng)
@@ -672,10 +723,11 @@ class T1Task:
 
 
 class TransferTask:
-    """T2+: examples are (source line, one target); the split is over examples (docs/design.md section 2)."""
+    """T2+: examples are (source line, one target); the split is over examples (docs/design.md section 2).
+    `train_share` < 1 keeps the training examples of that nested share of the users (`user_keys`)."""
     excluded_targets = ()
 
-    def __init__(self, data, kind, split_seed, holdout, path, valid=0.0):
+    def __init__(self, data, kind, split_seed, holdout, path, valid=0.0, train_share=1.0):
         train, test = split(len(data.example_line), split_seed, holdout, path)
         # target ids follow the whole training split's counts, so they do not depend on `valid`
         counts = np.bincount(data.target_codes[train], minlength=len(data.target_tokens))
@@ -689,6 +741,7 @@ class TransferTask:
         self.seq_len = data.sources.shape[1] + 1  # source and separator
         self.targets = TargetVocab([data.target_tokens[i] for i in order], counts[order])
         train, valid_rows = split_valid(train, valid, path)
+        train = training_subset(train, data.sources[data.example_line[train]], train_share)
         self.train_lines, self.train_targets = data.example_line[train], targets[train]
         self.valid_lines, self.valid_targets = data.example_line[valid_rows], targets[valid_rows]
         self.test_lines, self.test_targets = data.example_line[test], targets[test]

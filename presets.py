@@ -70,14 +70,15 @@ class DataSettings:
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
 
 
-def overrides(name, preset, data=None, architecture=None, class_loss=None):
+def overrides(name, preset, data=None, chain=None, class_loss=None):
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
-    a DataSettings, is needed by "converged". `architecture` (channels, dilations) replaces the
-    preset's for fresh models; `class_loss` sets the loss of classification tasks."""
+    a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
+    min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
+    classification tasks."""
     phase, number = stage.parse_stage(name)
     result = {}
-    if architecture and phase != "ret" and stage.previous_stage(name) is None:
-        result.update(architecture)
+    if chain and phase != "ret" and stage.previous_stage(name) is None:
+        result.update(chain)
     if class_loss and tasks.task(number).kind == "class":
         result["full_softmax"] = class_loss == "softmax"
     return {**preset_settings(name, preset, data), **result}

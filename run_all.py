@@ -35,6 +35,7 @@ import tasks
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec", "hat", "teracon")
+CHAIN_OPTIONS = ("channels", "dilations", "train_share", "min_item_count")  # set at each chain's first stage
 ONE_MODEL = ("conure", "sinmoall", "hat", "teracon")  # one model serves every task: each is scored after every later stage
 
 def parse_tasks(text):
@@ -85,8 +86,8 @@ def stage_block(name):
 
 
 def stage_config(name, args, data_settings=None):
-    architecture = {k: getattr(args, k) for k in ("channels", "dilations") if getattr(args, k) is not None}
-    overrides = {**presets.overrides(name, args.preset, data_settings, architecture, args.class_loss),
+    chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
+    overrides = {**presets.overrides(name, args.preset, data_settings, chain, args.class_loss),
                  "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
@@ -241,7 +242,7 @@ def forgetting_lines(rows, method):
 def command_line(args):
     """The run_all.py command that gives these results."""
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
-                                             "channels", "dilations", "class_loss")}
+                                             *CHAIN_OPTIONS, "class_loss")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
     return "python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
 
@@ -366,6 +367,12 @@ def build_parser():
     parser.add_argument("--channels", type=int, default=None, help="width of fresh models (default: the preset's)")
     parser.add_argument("--dilations", type=parse_dilations, default=None,
                         help="one residual block per entry, e.g. 1,4,1,4,1,4,1,4 (default: the preset's)")
+    parser.add_argument("--train_share", type=float, default=None,
+                        help="train on this nested random share of the training users (default 1: all; the held-out "
+                             "and validation users stay the same)")
+    parser.add_argument("--min_item_count", type=int, default=None,
+                        help="k-core: T1 items seen fewer than this often in the training users become <unk>, then "
+                             "training users left with fewer items are dropped (default 0: off)")
     parser.add_argument("--class_loss", choices=presets.CLASS_LOSSES, default=None,
                         help="classification tasks: the release's logistic loss against one other label, or a "
                              "full softmax (default: the preset's)")

@@ -88,13 +88,17 @@ DEFAULTS = {
     "kernel_size": None,
     "split_seed": None,             # seeded 80/20 split (release: numpy seed 10)
     "holdout": None,                # held-out share
+    "train_share": None,            # train on this nested random share of the training users (1: all); held-out
+                                    # and validation users are the same at every share (data_loader.user_keys)
+    "min_item_count": None,         # k > 0: T1 items seen fewer than k times in the training users become <unk>,
+                                    # then training users left with fewer than k items are dropped (k-core)
 }
 CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kernel_size": 3,
-                  "split_seed": 10, "holdout": 0.2}
+                  "split_seed": 10, "holdout": 0.2, "train_share": 1.0, "min_item_count": 0}
 # Settings added after runs were recorded, with the value that trains as before they existed: at
 # that value they stay out of run fingerprints, so older snapshots still resume.
 ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1, "smax": None, "hat_c": None, "alpha": None,
-               "retention_items": None}
+               "retention_items": None, "train_share": 1.0, "min_item_count": 0}
 # Settings of Conure's successors, with the released codes' values (docs/hat.md, docs/teracon.md).
 METHOD_DEFAULTS = {"hat": {"smax": 400.0, "hat_c": 0.75},
                    "teracon": {"smax": 50.0, "alpha": 0.7, "retention_items": 65536}}
@@ -232,6 +236,11 @@ def validate(config):
     need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
     need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
+    need(config["train_share"] is None or 0 < config["train_share"] <= 1,
+         f"train_share={config['train_share']!r}: must lie in (0, 1]")
+    for key in ("min_item_count", "retention_items"):
+        need(config[key] is None or isinstance(config[key], int) and config[key] >= 0,
+             f"{key}={config[key]!r}: must be an integer >= 0")
     need(config["l2"] is None or config["l2"] >= 0, f"l2={config['l2']!r}: must be >= 0")
     need(0 <= config["token_dropout"] < 1, f"token_dropout={config['token_dropout']!r}: must lie in [0, 1)")
     need(0 <= config["valid"] < 1, f"valid={config['valid']!r}: must lie in [0, 1)")
@@ -240,8 +249,6 @@ def validate(config):
     need(config["smax"] is None or config["smax"] > 0, f"smax={config['smax']!r}: must be > 0")
     for key in ("hat_c", "alpha"):
         need(config[key] is None or config[key] >= 0, f"{key}={config[key]!r}: must be >= 0")
-    need(config["retention_items"] is None or isinstance(config["retention_items"], int) and config[
-        "retention_items"] >= 0, f"retention_items={config['retention_items']!r}: must be an integer >= 0")
     dilations = config["dilations"]
     need(dilations is None or isinstance(dilations, list) and dilations and all(
         isinstance(d, int) and d > 0 for d in dilations), f"dilations={dilations!r}: must be a non-empty list of "
@@ -314,11 +321,12 @@ def task_file(config, number):
 def load_task_data(number, config, vocab=None):
     """Split data of task `number`; T1 builds the vocabulary, later tasks encode with `vocab`."""
     path, valid = task_file(config, number), config.get("valid", 0.0)
+    share = config.get("train_share") or 1.0
     if number == 1:
         return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path, valid,
-                                  config.get("valid_positions", 1))
+                                  config.get("valid_positions", 1), config.get("min_item_count") or 0, share)
     return data_loader.TransferTask(data_loader.read_transfer(path, vocab), tasks.task(number).kind,
-                                    config["split_seed"], config["holdout"], path, valid)
+                                    config["split_seed"], config["holdout"], path, valid, share)
 
 
 def fingerprints(config, number):
@@ -596,7 +604,7 @@ class StageRun:
         """The task's split data, encoded with T1's vocabulary; a retrain's targets must be its start's."""
         config, number = self.config, self.number
         if self.vocab is None and number > 1:  # a fresh model for a later task (SinMo) still reads T1's vocabulary
-            self.vocab = data_loader.read_t1(task_file(config, 1)).vocab
+            self.vocab = load_task_data(1, config).vocab
         data = self.data = load_task_data(number, config, self.vocab)
         self.vocab = self.vocab or data.vocab
         check_receptive_field(config, data.seq_len)

@@ -272,3 +272,56 @@ def test_prefetched_batches_keep_their_order_and_raise_errors():
 
     with pytest.raises(ValueError, match="broken batch"):
         list(dl.prefetched(failing()))
+
+
+# ---------------------------------------------------------------- training-user subsets and the k-core filter
+
+def test_k_core_keeps_items_and_users_that_support_each_other(write):
+    path = write("a,b,c\na,b,d\na,e,f\ng,h,i\na,g,d\n", "t1.csv")  # lines 1-4 train, line 5 held out
+    data = read_t1(path)
+    ids, kept, train = dl.k_core(data.ids, data.vocab, np.arange(4), 2, path)
+    # b, c..i occur at most twice in training; a three times. At k=2: items a, b (2+), then users 1-2
+    # keep two items each, user 3 keeps one (a) and user 4 none; without them a and b still occur twice.
+    assert kept.items == ["a", "b"] and list(kept.counts) == [2, 2] and list(train) == [0, 1]
+    a, b = (kept.encode(["a", "b"]))
+    assert ids[0].tolist() == [a, b, UNK] and ids[3].tolist() == [UNK] * 3
+    assert ids[4].tolist() == [a, UNK, UNK]  # the held-out user keeps its line, rare items as <unk>
+
+
+def test_k_core_that_keeps_no_user_is_an_error(write):
+    path = write("a,b\nc,d\ne,f\n", "t1.csv")
+    data = read_t1(path)
+    assert_data_error(lambda: dl.k_core(data.ids, data.vocab, np.arange(3), 2, path), path, None, "min_item_count=2")
+
+
+def test_filtered_t1_keeps_every_held_out_and_validation_user(synthetic_dir):
+    data = read_t1(synthetic_dir / "original_desen_pretrain.csv")
+    plain = dl.T1Task(data, 10, 0.2, "t1", valid=0.1)
+    filtered = dl.T1Task(data, 10, 0.2, "t1", valid=0.1, min_item_count=40)
+    assert filtered.vocab.size < plain.vocab.size and filtered.n_train < plain.n_train
+    assert (filtered.n_test, filtered.n_valid) == (plain.n_test, plain.n_valid)
+    unknown = plain.vocab.encode(np.array(plain.vocab.items))[~np.isin(plain.vocab.items, filtered.vocab.items)]
+    assert (np.isin(plain.test_ids, unknown) == (filtered.test_ids == UNK)).all()
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_training_user_subsets_are_nested_and_leave_held_out_and_validation_alone(number, synthetic_dir):
+    import stage
+
+    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": synthetic_dir, "valid": 0.1}
+    vocab = read_t1(synthetic_dir / "original_desen_pretrain.csv").vocab
+    tasks_ = [stage.load_task_data(number, {**config, "train_share": share}, vocab) for share in (0.25, 0.5, 1.0)]
+    trained = [{(row.tobytes(), target) for row, target in zip(*train_part(task))} for task in tasks_]
+    assert trained[0] < trained[1] < trained[2]
+    assert 0.15 < len(trained[0]) / len(trained[2]) < 0.35 and 0.4 < len(trained[1]) / len(trained[2]) < 0.6
+    for task in tasks_[:2]:
+        for part in ("test", "valid"):
+            for mine, full in zip(task.inputs(part), tasks_[2].inputs(part)):
+                np.testing.assert_array_equal(mine, full)
+
+
+def train_part(task):
+    """(source rows, targets) a task trains on."""
+    if task.kind == "next_item":
+        return task.train_ids, [0] * len(task.train_ids)
+    return task.sources[task.train_lines], task.train_targets.tolist()
