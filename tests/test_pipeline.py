@@ -192,3 +192,28 @@ def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(
     preset_row, width_row = reproduce.paper_width_table()[2:4]
     assert "T1 selection" not in preset_row
     assert "(T1 selection: patience 5, on each validation user's last item)" in width_row
+
+
+def test_learning_curves_report_each_share_beside_baselines_fitted_on_it(synthetic_dir, tmp_path, monkeypatch):
+    from tools import reproduce
+
+    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1", "seeds": {},
+                                                         "other_seeds": [0]}})
+    monkeypatch.setattr(reproduce, "METHODS", ("conure",))
+    monkeypatch.setattr(reproduce, "CURVES", {**reproduce.CURVES, "dataset": "tiny", "shares": [0.5],
+                                              "methods": ["conure"], "seeds": [0]})
+    planned = [argv for _, argv, _ in reproduce.experiments(parts=["curves"])]
+    assert len(planned) == 1 and "--train_share=0.5" in planned[0]
+    for share in (0.5, 1):
+        run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={reproduce.share_dir(share, 0)}", "--tasks=1",
+                      "--verbose=0", f"--train_share={share}"])
+    reproduce.report(destination=tmp_path)
+    section = (tmp_path / "REPRODUCTION.md").read_text().split("## How much data: tiny")[1]
+    rows = {row.split("|")[1].strip() + row.split("|")[2].strip(): row.split("|")[3:5]
+            for row in section.splitlines() if row.startswith("| 0.5 |") or row.startswith("| 1 |")}
+    users = {share: int(rows[f"{share}Conure"][0].replace(",", "")) for share in ("0.5", "1")}
+    assert 0.35 < users["0.5"] / users["1"] < 0.65  # half the training users, give or take the hash
+    assert "0.5strong simple baseline" in rows and "1strong simple baseline" in rows
+    assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 1000

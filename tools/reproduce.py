@@ -49,6 +49,10 @@ PAPER_WIDTH = {"dataset": "ml-1m", "seeds": [0], "channels": 256, "dilations": [
 HEADS = {"dataset": "ml-1m", "seeds": [0, 1, 2], "shared_stages": ["tp_t1", "ret_t1", "tp_t2", "ret_t2", "tp_t3",
                                                                     "ret_t3"]}
 SWEEP = {"dataset": "ml-1m", "tasks": "1-2", "ratios": [0.3, 0.5, 0.7, 0.9], "seed": 0, "preset": "quick"}
+# How much data Conure needs: nested shares of ML-1M's training users (all of them: the main runs),
+# and a k-core filter of the TTL sample's items (none: the main runs).
+CURVES = {"dataset": "ml-1m", "shares": [0.125, 0.25, 0.5], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
+KCORE = {"dataset": "ttl-sample", "ks": [5, 20], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
@@ -72,6 +76,16 @@ def heads_dir(loss, seed):
 
 def sweep_dir(ratio):
     return OUT / SWEEP["dataset"] / f"sweep_p{ratio}"
+
+
+def share_dir(share, seed):
+    """A learning-curve run: `share` of the training users (1: the main run of the seed)."""
+    return run_dir(CURVES["dataset"], seed) if share == 1 else OUT / CURVES["dataset"] / f"share{share}-seed{seed}"
+
+
+def kcore_dir(k, seed):
+    """A k-core run of the TTL sample (k = 0: the main run of the seed)."""
+    return run_dir(KCORE["dataset"], seed) if k == 0 else OUT / KCORE["dataset"] / f"k{k}-seed{seed}"
 
 
 def archived(directory):
@@ -140,7 +154,7 @@ def other_class_loss():
     return "logistic" if presets.CLASS["full_softmax"] else "softmax"
 
 
-PARTS = ("main", "heads", "paper_width", "sweep")
+PARTS = ("main", "heads", "paper_width", "sweep", "curves", "kcore")
 
 
 def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=PARTS):
@@ -176,6 +190,20 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
         yield (f"{SWEEP['dataset']} prune ratio {ratio}",
                run_all_args(SWEEP["dataset"], sweep_dir(ratio), "conure", SWEEP["seed"], SWEEP["preset"],
                             tasks_text or SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
+    yield from data_size_experiments(datasets, methods, chosen, tasks_text, parts)
+
+
+def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
+    """The learning curves over training users and the k-core runs, seed by seed."""
+    for part, spec, values, directory, option in (("curves", CURVES, CURVES.get("shares"), share_dir, "train_share"),
+                                                  ("kcore", KCORE, KCORE.get("ks"), kcore_dir, "min_item_count")):
+        wanted = [m for m in spec["methods"] if m in methods] if part in parts and spec["dataset"] in datasets else []
+        for seed in chosen(spec["seeds"]) if wanted else ():
+            for value in values:
+                for method in wanted:
+                    yield (f"{spec['dataset']} {method}, {option}={value}, seed {seed}",
+                           run_all_args(spec["dataset"], directory(value, seed), method, seed, PRESET, tasks_text,
+                                        f"--{option}={value}"), None)
 
 
 def share_stages(source, destination):
@@ -664,8 +692,98 @@ def report(args=None, destination=ROOT):
             lines.append(baseline_row(found, [1, 2], lambda k: ["HR@5"], label="strong simple baseline, same split"))
     else:
         lines.append("(not run yet)")
+    if CURVES["dataset"] in DATASETS:
+        lines += ["", f"## How much data: {CURVES['dataset']} over nested shares of the training users", ""]
+        lines += curves_section(destination)
+    if KCORE["dataset"] in DATASETS:
+        lines += ["", f"## How much data: {KCORE['dataset']} with a k-core filter of the items", ""]
+        lines += kcore_section()
     (destination / "REPRODUCTION.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {destination / 'REPRODUCTION.md'}")
+
+
+def varied_table(spec, values, directory, label):
+    """Methods × setting rows (mean ± std over seeds of each task's main metric, n) beside the simple
+    baselines fitted on the same data, averaged over the seeds that ran."""
+    numbers = numbers_of(spec["dataset"])
+    lines = [f"| {label} | method | T1 training users | " + " | ".join(
+        f"T{k} {run_all.main_metric(k)}" for k in numbers) + " |", "|---|---|---|" + "---|" * len(numbers)]
+    for value in values:
+        runs = [directory(value, seed) for seed in spec["seeds"]]
+        for method in spec["methods"]:
+            found = {k: collect(runs, method, k) for k in numbers}
+            if not any(found.values()):
+                continue
+            users = f"{np.mean([r['n_train'] for r in found[1]]):,.0f}" if found[1] else "n/a"
+            lines.append(f"| {value:g} | {LABELS[method]} | {users} | " + " | ".join(
+                counted_cell(found[k], [run_all.main_metric(k)]) for k in numbers) + " |")
+        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
+        for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
+            if fitted:
+                cells = [f"{np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]):.4f}"
+                         for k in numbers]
+                lines.append(f"| {value:g} | {name} | | " + " | ".join(cells) + f" (n={len(fitted)}) |")
+    return lines
+
+
+def curves_section(destination):
+    shares = CURVES["shares"] + [1]
+    lines = ["Every point trains on a nested random share of the training users (`--train_share`); the held-out "
+             "and validation users are the same at every share, so every point is scored on the same people. Share "
+             "1 is the main runs. The simple baselines are fitted on the same subsets.", ""]
+    lines += varied_table(CURVES, shares, share_dir, "share")
+    if curves_figure(destination / "figures" / "learning_curves.png", shares):
+        lines += ["", "![learning curves](figures/learning_curves.png)"]
+    return lines
+
+
+def kcore_section():
+    return ["Items seen fewer than k times in the training users become `<unk>`, then training users left with "
+            "fewer than k items are dropped, until nothing changes (`--min_item_count`); every held-out user is "
+            "still scored, its dropped items as `<unk>`. k = 0 is the main runs.", ""] + varied_table(
+        KCORE, [0] + KCORE["ks"], kcore_dir, "k")
+
+
+def curves_figure(path, shares):
+    """One panel per task: the main metric against T1's training users, mean ± std over seeds, per
+    method and for the strong simple baseline; None before any run finished."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numbers = numbers_of(CURVES["dataset"])
+    fig, axes = plt.subplots(1, len(numbers), figsize=(3.2 * len(numbers), 3.0), squeeze=False)
+    drawn = False
+    for ax, k in zip(axes[0], numbers):
+        metric = run_all.main_metric(k)
+        for method in CURVES["methods"]:
+            points = [(share, collect([share_dir(share, s) for s in CURVES["seeds"]], method, k)) for share in shares]
+            points = [(np.mean([r["n_train"] for r in found]) if k == 1 else share, spread(found, metric))
+                      for share, found in points if found]
+            if points:
+                drawn = True
+                x, (mean, std, _) = [p[0] for p in points], zip(*[p[1] for p in points])
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=LABELS[method])
+        strong = [(share, [b[k]["strong"][metric] for b in (baselines(CURVES["dataset"], share_dir(share, s))
+                                                            for s in CURVES["seeds"]) if b and k in b])
+                  for share in shares]
+        strong = [(share, np.mean(v)) for share, v in strong if v]
+        if strong:
+            ax.plot(*zip(*strong), linestyle="--", color="gray", label="strong simple baseline")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"T{k} {tasks.task(k).name}", fontsize=9)
+        ax.set_xlabel("T1 training users" if k == 1 else "share of training users", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+    if not drawn:
+        plt.close(fig)
+        return False
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def build_parser():
