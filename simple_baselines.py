@@ -105,12 +105,19 @@ def cooccurrence(data):
 def logistic_regression(data, seed=0):
     """Classification: bag-of-items logistic regression, C chosen on the validation slice (or on
     the last SELECTION_SHARE of the training examples, then refitted on all of them)."""
+    train_x, train_y = examples(data, "train")
+    test_x, truth = examples(data, "test")
+    valid = examples(data, "valid") if data.n_valid else None
+    return fit_logistic(train_x, train_y, valid, test_x, truth, data.n_targets, seed)
+
+
+def fit_logistic(train_x, train_y, valid, test_x, truth, n_classes, seed=0):
+    """Multinomial logistic regression with L2, C from C_GRID chosen on `valid` = (x, y) (None: on
+    the last SELECTION_SHARE of the training rows, then refitted on all of them); held-out metrics."""
     from sklearn.linear_model import LogisticRegression
 
-    train_x, train_y = examples(data, "train")
-    if data.n_valid:
-        valid_x, valid_y = examples(data, "valid")
-        fit_x, fit_y = train_x, train_y
+    if valid is not None:
+        fit_x, fit_y, (valid_x, valid_y) = train_x, train_y, valid
     else:
         cut = train_x.shape[0] - max(1, int(SELECTION_SHARE * train_x.shape[0]))
         fit_x, fit_y, valid_x, valid_y = train_x[:cut], train_y[:cut], train_x[cut:], train_y[cut:]
@@ -123,10 +130,9 @@ def logistic_regression(data, seed=0):
         scores[c] = float(np.mean(model.predict(valid_x) == valid_y))
     best = max(C_GRID, key=lambda c: (scores[c], -c))  # ties: the stronger penalty
     model.coef_, model.intercept_ = (x.copy() for x in fitted[best])
-    if not data.n_valid:
+    if valid is None:
         model.set_params(C=best).fit(train_x, train_y)
-    test_x, truth = examples(data, "test")
-    probabilities = np.zeros((len(truth), data.n_targets))
+    probabilities = np.zeros((len(truth), n_classes))
     probabilities[:, model.classes_] = model.predict_proba(test_x)
     return {**metrics.classification_metrics(probabilities, truth, seed), "C": best, "valid_accuracy": scores[best]}
 

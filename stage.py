@@ -63,6 +63,8 @@ DEFAULTS = {
                                     # l2_regularizer scale); None: the task's value in tasks.py (ret: its tp's)
     "rho": 0.3,                     # LambdaFM popularity sampler for item tasks
     "bottleneck": 16,               # PeterRec: width of each model patch
+    "freeze_embedding": False,      # the item embedding stays as the stage's start has it (a probe: FineAll with
+                                    # T1's embedding, as Conure keeps it)
     "smax": None,                   # HAT, TERACON: the gates' s at inference, the top of its annealing (None:
                                     # the method's, METHOD_DEFAULTS)
     "hat_c": None,                  # HAT: weight of the regulariser that keeps a task's gates off used channels
@@ -98,7 +100,7 @@ CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kerne
 # Settings added after runs were recorded, with the value that trains as before they existed: at
 # that value they stay out of run fingerprints, so older snapshots still resume.
 ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1, "smax": None, "hat_c": None, "alpha": None,
-               "retention_items": None, "train_share": 1.0, "min_item_count": 0}
+               "retention_items": None, "train_share": 1.0, "min_item_count": 0, "freeze_embedding": False}
 # Settings of Conure's successors, with the released codes' values (docs/hat.md, docs/teracon.md).
 METHOD_DEFAULTS = {"hat": {"smax": 400.0, "hat_c": 0.75},
                    "teracon": {"smax": 50.0, "alpha": 0.7, "retention_items": 65536}}
@@ -660,6 +662,8 @@ class StageRun:
         model, number, rule, config = self.model, self.number, self.rule, self.config
         model.set_trainable(number, shared=rule.shared or (rule.shared_t1 and number == 1), convs=rule.convs,
                             patches=rule.patches, every_task=rule.every_task)
+        if config["freeze_embedding"]:
+            model.backbone.embedding.trainable = False
         view_while_training = rule.train_view if rule.prune else rule.eval_view
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
         cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None

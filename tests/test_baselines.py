@@ -75,3 +75,14 @@ def test_conure_stores_its_owned_weights_and_head(t1_run, synthetic_dir, tmp_pat
     result = run_stage("tp_t2", synthetic_dir, out)
     owned_per_kernel = int(0.21 * 3 * 16 * 16)  # floor of T2's share of each of the 4 kernels
     assert result["stored_parameters"] == 4 * owned_per_kernel + result["n_targets"] * 16
+
+
+def test_freeze_embedding_keeps_finealls_item_embedding(synthetic_dir, tmp_path):
+    run_stage("sinmo_t1", synthetic_dir, tmp_path, *ARCH)
+    run_stage("finall_t2", synthetic_dir, tmp_path, "--freeze_embedding=True")
+    with np.load(tmp_path / "Models" / "sinmo_t1" / "weights.npz") as before, \
+            np.load(tmp_path / "Models" / "finall_t2" / "weights.npz") as after:
+        embedding = next(name for name in before.files if name.endswith("embedding/embeddings"))
+        assert np.array_equal(before[embedding], after[embedding])
+        convs = [name for name in before.files if name.endswith("conv1/kernel")]
+        assert not np.array_equal(before[convs[0]], after[convs[0]])  # the rest still fine-tunes
