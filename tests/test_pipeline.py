@@ -102,14 +102,20 @@ def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
     assert weights.stat().st_mtime_ns != written
 
 
-def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthetic_dir, tmp_path, monkeypatch):
+def tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, tasks_text, methods):
+    """tools/reproduce.py pointed at the tiny synthetic data, its runs and archive under tmp_path."""
     from tools import reproduce
 
     monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
     monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
-    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1-2", "seeds": {},
-                                                         "other_seeds": [0]}})
-    monkeypatch.setattr(reproduce, "METHODS", ("conure", "sinmoall"))
+    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": tasks_text,
+                                                         "seeds": {}, "other_seeds": [0]}})
+    monkeypatch.setattr(reproduce, "METHODS", methods)
+    return reproduce
+
+
+def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthetic_dir, tmp_path, monkeypatch):
+    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1-2", ("conure", "sinmoall"))
     for method in ("conure", "sinmoall"):
         run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}",
                       "--tasks=1-2", f"--method={method}", "--verbose=0"])
@@ -135,13 +141,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
 
 
 def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, tmp_path, monkeypatch):
-    from tools import reproduce
-
-    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
-    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
-    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1", "seeds": {},
-                                                         "other_seeds": [0]}})
-    monkeypatch.setattr(reproduce, "METHODS", ("conure",))
+    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
     run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}", "--tasks=1",
                   "--verbose=0"])
     reproduce.report(destination=tmp_path)
@@ -195,13 +195,7 @@ def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(
 
 
 def test_learning_curves_report_each_share_beside_baselines_fitted_on_it(synthetic_dir, tmp_path, monkeypatch):
-    from tools import reproduce
-
-    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
-    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
-    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": "1", "seeds": {},
-                                                         "other_seeds": [0]}})
-    monkeypatch.setattr(reproduce, "METHODS", ("conure",))
+    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
     monkeypatch.setattr(reproduce, "CURVES", {**reproduce.CURVES, "dataset": "tiny", "shares": [0.5],
                                               "methods": ["conure"], "seeds": [0]})
     planned = [argv for _, argv, _ in reproduce.experiments(parts=["curves"])]

@@ -584,11 +584,17 @@ def sweep_figure(path):
     ax.set_ylabel("held-out HR@5 after retrain")
     ax.set_title(f"Conure prune-ratio sweep, {SWEEP['dataset']} ({SWEEP['preset']} preset)")
     ax.legend()
+    save_figure(fig, path, dpi=120)
+    return points
+
+
+def save_figure(fig, path, dpi):
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
-    return points
 
 
 def progress_lines():
@@ -779,10 +785,7 @@ def curves_figure(path, shares):
         plt.close(fig)
         return False
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 
