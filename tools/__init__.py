@@ -1,1 +1,2 @@
-"""Maintainer tools: the benchmark (`bench.py`) and the reproduction report (`reproduce.py`)."""
+"""Maintainer tools: the benchmark (`bench.py`), the reproduction report (`reproduce.py`) and linear
+probes of a frozen representation (`probe.py`)."""
