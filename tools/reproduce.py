@@ -501,8 +501,9 @@ def teracon_claim_lines(dataset, later):
         return []
     better = [f"T{k}" for k, v, _, _ in verdicts if v == "better"]
     judged = [k for k, v, _, _ in verdicts if v != "one seed"]
-    holds = "holds" if judged and len(better) == len(judged) else "holds on part" if better else "does not hold"
-    return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds} here: better beyond the spread "
+    holds = ("is not judged yet (one seed on a side)" if not judged else "holds here" if len(better) == len(judged)
+             else "holds on part of them here" if better else "does not hold here")
+    return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds}: better beyond the spread "
             f"on {', '.join(better) or 'no task'} of {len(judged)} judged "
             f"({', '.join(f'T{k} {d:+.4f} vs spread {n:.4f}' for k, v, d, n in verdicts)})."]
 
