@@ -4,10 +4,11 @@
 
 For the task's examples (the split and validation slice of the checkpoint's chain, 10% by
 default), the source sequences go through the checkpoint as task `--as_task` sees them (default 1:
-T1's weights). The last position's output and the mean over the non-padding positions are each
-the input of a multinomial logistic regression with C chosen on the validation slice
-(simple_baselines.fit_logistic); their held-out accuracies print beside the majority label's and
-the bag-of-items regression's, and go to <out_dir>/Results/probe_t<task>_<stage>.json.
+T1's weights). The last position's output and the mean over the non-padding positions, each
+standardised on the training rows, are each the input of a multinomial logistic regression with C
+chosen on the validation slice (simple_baselines.fit_logistic); their held-out accuracies print
+beside the majority label's and the bag-of-items regression's, and go to
+<out_dir>/Results/probe_t<task>_<stage>.json.
 """
 import argparse
 import sys
@@ -41,6 +42,12 @@ def representations(model, sources, task, view):
     return np.concatenate(last), np.concatenate(mean)
 
 
+def standardised(train, *others):
+    """Every array centred and scaled by the training rows' mean and standard deviation per column."""
+    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-8
+    return [(x - mean) / scale for x in (train, *others)]
+
+
 def probe(directory, task, data_dir, as_task=1, valid=0.1):
     """Held-out accuracy of a logistic regression on each representation, and of the baselines."""
     model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(Path(directory).name))
@@ -53,9 +60,9 @@ def probe(directory, task, data_dir, as_task=1, valid=0.1):
              "majority": simple_baselines.popularity(data)["accuracy"],
              "bag_of_items_regression": simple_baselines.logistic_regression(data)["accuracy"]}
     for i, name in enumerate(("last_position", "mean_over_positions")):
-        fitted = simple_baselines.fit_logistic(parts["train"][i], data.train_targets,
-                                               (parts["valid"][i], data.valid_targets),
-                                               parts["test"][i], data.test_targets, data.n_targets)
+        train, valid, test = standardised(parts["train"][i], parts["valid"][i], parts["test"][i])
+        fitted = simple_baselines.fit_logistic(train, data.train_targets, (valid, data.valid_targets),
+                                               test, data.test_targets, data.n_targets)
         found[name] = fitted["accuracy"]
     return found
 
