@@ -53,3 +53,12 @@ def test_bad_k_exits_with_one_line_naming_it(data_dir, capsys):
         data_stats.main([f"--data_dir={data_dir}", "--k=5,x"])
     assert stopped.value.code == 2 and capsys.readouterr().err.strip() == \
         "error: --k=5,x: expected positive integers separated by commas"
+
+
+def test_baselines_score_the_held_out_split(data_dir):
+    found = data_stats.data_stats(data_dir, valid=0.0, ks=(), baselines=True)["gender"]
+    train, test = data_loader.split(len(GENDER_LINES), 10, 0.2, "gender")
+    label = lambda row: GENDER_LINES[row].split(",,")[1]
+    majority = collections.Counter(label(row) for row in train).most_common(1)[0][0]
+    assert found["majority accuracy"] == pytest.approx(np.mean([label(row) == majority for row in test]))
+    assert 0 <= found["logistic regression accuracy"] <= 1

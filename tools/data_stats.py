@@ -6,7 +6,10 @@ For T1: the training users (the 80% split less the validation slice, as the conv
 trains), their items per user, how many distinct items they hold and how many of those are rare,
 and what a k-core filter (`--min_item_count`) at each `--k` keeps. For every later task file the
 folder holds: its training examples and targets, and the majority label's share for a classifier.
-Nothing is trained; the split is the one every stage uses.
+`--baselines` also fits every task's simple baselines (popularity or the majority label; the
+Markov chain, co-occurrence or logistic regression) and prints their held-out HR@5 or accuracy:
+the bar a trained model has to clear. Nothing else is trained; the split is the one every stage
+uses.
 """
 import argparse
 import sys
@@ -19,13 +22,14 @@ sys.path.insert(0, str(ROOT))  # `python tools/data_stats.py` imports the projec
 
 import data_loader  # noqa: E402
 import paths  # noqa: E402
+import run_all  # noqa: E402
+import simple_baselines  # noqa: E402
 import stage  # noqa: E402
 import tasks  # noqa: E402
 
 
-def t1_stats(config, ks):
+def t1_stats(t1, config, ks):
     """T1's size and density, and what each k-core keeps."""
-    t1 = stage.load_task_data(1, config)
     ids = t1.train_ids[t1.train_ids >= data_loader.N_RESERVED]
     counts = np.bincount(ids)[data_loader.N_RESERVED:]
     counts = counts[counts > 0]
@@ -39,12 +43,11 @@ def t1_stats(config, ks):
             found[f"k{k}"] = {"training_users": kept.n_train, "items": kept.vocab.size - data_loader.N_RESERVED}
         except data_loader.DataError:
             found[f"k{k}"] = "keeps no training user"
-    return found, t1.vocab
+    return found
 
 
-def task_stats(number, config, vocab):
+def task_stats(data):
     """A later task's training examples and targets; the majority label's share for a classifier."""
-    data = stage.load_task_data(number, config, vocab)
     counts = data.train_target_counts()
     found = {"training_examples": data.n_train, "targets": data.n_targets}
     if data.kind == "class":
@@ -52,14 +55,26 @@ def task_stats(number, config, vocab):
     return found
 
 
-def data_stats(data_dir, valid=0.1, ks=(5, 20)):
+def baseline_scores(data, number):
+    """The held-out main metric of the task's two simple baselines (simple_baselines.py)."""
+    metric = run_all.main_metric(number)
+    name, strong = simple_baselines.strong(data)
+    return {f"{simple_baselines.trivial_name(data)} {metric}": simple_baselines.popularity(data)[metric],
+            f"{name} {metric}": strong[metric]}
+
+
+def data_stats(data_dir, valid=0.1, ks=(5, 20), baselines=False):
     """{task name: its statistics} for every task file in `data_dir`."""
     config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": str(data_dir), "valid": valid}
-    first, vocab = t1_stats(config, ks)
-    found = {tasks.task(1).name: first}
+    t1 = stage.load_task_data(1, config)
+    found = {tasks.task(1).name: t1_stats(t1, config, ks)}
+    datas = {1: t1}
     for number, task in enumerate(tasks.TASKS[1:], 2):
         if (Path(data_dir) / task.file).is_file():
-            found[task.name] = task_stats(number, config, vocab)
+            datas[number] = stage.load_task_data(number, config, t1.vocab)
+            found[task.name] = task_stats(datas[number])
+    for number, data in datas.items() if baselines else ():
+        found[tasks.task(number).name].update(baseline_scores(data, number))
     return found
 
 
@@ -69,6 +84,8 @@ def build_parser():
     parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
     parser.add_argument("--valid", type=float, default=0.1, help="the validation slice, as in the preset")
     parser.add_argument("--k", default="5,20", help="k-core thresholds to try, comma-separated")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also fit every task's simple baselines and print their held-out scores")
     return parser
 
 
@@ -83,7 +100,7 @@ def main(argv=None):
         sys.exit(2)
     try:
         paths.input_dir(args.data_dir, "--data_dir")
-        found = data_stats(args.data_dir, args.valid, ks)
+        found = data_stats(args.data_dir, args.valid, ks, args.baselines)
     except (paths.PathError, data_loader.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -93,11 +110,11 @@ def main(argv=None):
 
 
 def described(values):
-    """'key value, ...' with shares to three decimals and nested entries in brackets."""
+    """The entries as 'key value, ...', fractions to four decimals, nested entries in brackets."""
     def value(v):
         if isinstance(v, dict):
             return f"({described(v)})"
-        return f"{v:.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+        return f"{v:.4f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
     return ", ".join(f"{k} {value(v)}" for k, v in values.items())
 
 
