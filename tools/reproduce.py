@@ -756,8 +756,8 @@ def kcore_section():
 
 
 def curves_figure(path, shares):
-    """One panel per task: the main metric against T1's training users, mean ± std over seeds, per
-    method and for the strong simple baseline; None before any run finished."""
+    """One panel per task: the main metric against the share of the training users, mean ± std over
+    seeds, per method and for the strong simple baseline; False before any run finished."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -770,8 +770,7 @@ def curves_figure(path, shares):
         metric = run_all.main_metric(k)
         for method in CURVES["methods"]:
             points = [(share, collect([share_dir(share, s) for s in CURVES["seeds"]], method, k)) for share in shares]
-            points = [(np.mean([r["n_train"] for r in found]) if k == 1 else share, spread(found, metric))
-                      for share, found in points if found]
+            points = [(share, spread(found, metric)) for share, found in points if found]
             if points:
                 drawn = True
                 x, (mean, std, _) = [p[0] for p in points], zip(*[p[1] for p in points])
@@ -784,7 +783,7 @@ def curves_figure(path, shares):
             ax.plot(*zip(*strong), linestyle="--", color="gray", label="strong simple baseline")
         ax.set_xscale("log", base=2)
         ax.set_title(f"T{k} {tasks.task(k).name}", fontsize=9)
-        ax.set_xlabel("T1 training users" if k == 1 else "share of training users", fontsize=8)
+        ax.set_xlabel("share of the training users", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
     if not drawn:
         plt.close(fig)
