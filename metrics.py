@@ -12,13 +12,15 @@ TOP_K = 5
 
 
 def ranks_of(scores, truth, excluded=()):
-    """0-based rank of truth[i] among the columns of scores[i], ignoring the `excluded` columns."""
+    """0-based rank of truth[i] among the columns of scores[i], ignoring the `excluded` columns. A
+    truth that is itself excluded (a held-out item a k-core filter turned into <unk>) cannot be
+    recommended: it ranks last, a miss for every method alike."""
     scores = np.asarray(scores)
     true_scores = scores[np.arange(len(truth)), truth]
     higher = scores > true_scores[:, None]
     if len(excluded):
         higher[:, list(excluded)] = False
-    return higher.sum(axis=1)
+    return np.where(np.isin(truth, list(excluded)), scores.shape[1], higher.sum(axis=1))
 
 
 def ranking_metrics(ranks, k=TOP_K):

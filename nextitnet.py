@@ -352,7 +352,8 @@ class ConureModel(keras.Model):
     def task_ranks(self, tokens, truth, task, phase="infer", chunk=65536, excluded=(), k=5):
         """Ranking without the [B, n_targets] score matrix: item chunks of `chunk` columns, a count
         of targets scoring above the true one (the true column itself and `excluded` ids left out)
-        and a running top-k. Returns (ranks [B], top-k ids [B, k], true scores [B])."""
+        and a running top-k. A truth among `excluded` ranks last (metrics.ranks_of). Returns
+        (ranks [B], top-k ids [B, k], true scores [B])."""
         user = ops.cast(self.user(tokens, task, phase), "float32")
         head = self.head(task)
         weight, bias = (head.weight, head.bias) if task == 1 else (head.table, ops.zeros((head.n_targets,)))
@@ -378,4 +379,5 @@ class ConureModel(keras.Model):
         batch = ops.shape(user)[0]
         start = (ops.zeros((batch,), "int32"), ops.full((batch, k), -float("inf")), ops.zeros((batch, k), "int32"))
         higher, _, top_ids = ops.fori_loop(0, n_chunks, scan_chunk, start)
-        return higher, top_ids, true_score
+        unrankable = ops.any(ops.expand_dims(truth, 1) == ops.expand_dims(excluded, 0), axis=1)
+        return ops.where(unrankable, n_targets, higher), top_ids, true_score

@@ -28,9 +28,10 @@ def popularity(data):
     _, truth = data.test_inputs()
     if data.kind == "class":
         return {"accuracy": float(np.mean(truth == counts.argmax()))}
-    candidates = np.sort(np.delete(counts, list(data.excluded_targets)))
+    excluded = list(data.excluded_targets)
+    candidates = np.sort(np.delete(counts, excluded))
     ranks = len(candidates) - np.searchsorted(candidates, counts[truth], side="right")
-    return metrics.ranking_metrics(ranks)
+    return metrics.ranking_metrics(np.where(np.isin(truth, excluded), len(counts), ranks))  # as metrics.ranks_of
 
 
 def tie_breaker(counts):

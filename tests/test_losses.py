@@ -142,6 +142,7 @@ def test_item_chunked_ranking_matches_ranks_from_the_score_matrix():
     model.add_head(1, NextItemHead(40))
     tokens = np.random.default_rng(0).integers(3, 40, size=(16, 9)).astype("int32")
     truth = np.random.default_rng(1).integers(3, 40, size=16).astype("int32")
+    truth[:2] = 1  # <unk> targets: ranked last on both paths
     scores = trainer.compiled(lambda t: model.task_scores(t, 1), model.variables)(tokens)
     ranks, top, _ = trainer.compiled(lambda t, y: model.task_ranks(t, y, 1, chunk=7, excluded=(0, 1, 2)),
                                      model.variables)(tokens, truth)

@@ -12,6 +12,12 @@ def test_ranks_count_strictly_higher_scores_and_skip_excluded_columns():
     assert metrics.ranks_of(scores, np.array([2, 1]), excluded=[0]).tolist() == [1, 0]
 
 
+def test_an_excluded_truth_ranks_last_however_high_it_scores():
+    scores = np.array([[0.9, 0.1, 0.5, 0.7],
+                       [0.2, 0.8, 0.3, 0.1]])
+    assert metrics.ranks_of(scores, np.array([0, 1]), excluded=[0]).tolist() == [4, 0]
+
+
 def test_ranking_metrics_by_hand():
     # ranks 0, 2, 4 are inside the top 5, rank 7 is not
     got = metrics.ranking_metrics([0, 2, 4, 7])

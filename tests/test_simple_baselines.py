@@ -39,6 +39,16 @@ def test_popularity_ranks_items_by_training_count_with_ties_for_the_truth(t1):
     assert simple_baselines.popularity(t1) == metrics.ranking_metrics([2, 0])
 
 
+def test_k_core_held_out_targets_turned_unk_are_misses_for_the_baselines(tmp_path):
+    # d occurs once in training: at k=2 it becomes <unk>, the most frequent token, and the held-out
+    # truth d can no longer be recommended by popularity or the Markov chain
+    train = ["0,a,b,c,d"] + ["0,0,a,b,c"] * 7
+    path = write_lines(tmp_path / "t1.csv", train, ["0,0,a,b,d", "0,0,0,a,b"])
+    data = dl.T1Task(dl.read_t1(path), 10, 0.2, path, min_item_count=2)
+    assert data.test_ids[0, -1] == dl.UNK
+    assert simple_baselines.popularity(data)["HR@5"] == simple_baselines.markov_chain(data)["HR@5"] == 0.5
+
+
 def test_markov_chain_ranks_what_followed_the_last_item(t1):
     # after a: b (5) before c (3): rank 0. After c: d (3), then a by popularity, tied with c: rank 1
     assert simple_baselines.markov_chain(t1) == metrics.ranking_metrics([0, 1])

@@ -751,7 +751,8 @@ def curves_section(destination):
 def kcore_section():
     return ["Items seen fewer than k times in the training users become `<unk>`, then training users left with "
             "fewer than k items are dropped, until nothing changes (`--min_item_count`); every held-out user is "
-            "still scored, its dropped items as `<unk>`. k = 0 is the main runs.", ""] + varied_table(
+            "still scored, its dropped items as `<unk>`, and a held-out target that was dropped counts as a miss "
+            "for every method and baseline. k = 0 is the main runs.", ""] + varied_table(
         KCORE, [0] + KCORE["ks"], kcore_dir, "k")
 
 
