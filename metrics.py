@@ -20,7 +20,12 @@ def ranks_of(scores, truth, excluded=()):
     higher = scores > true_scores[:, None]
     if len(excluded):
         higher[:, list(excluded)] = False
-    return np.where(np.isin(truth, list(excluded)), scores.shape[1], higher.sum(axis=1))
+    return excluded_truth_last(higher.sum(axis=1), truth, excluded, scores.shape[1])
+
+
+def excluded_truth_last(ranks, truth, excluded, n_columns):
+    """`ranks`, with every row whose truth is among the `excluded` ids moved to the last rank."""
+    return np.where(np.isin(truth, list(excluded)), n_columns, ranks)
 
 
 def ranking_metrics(ranks, k=TOP_K):

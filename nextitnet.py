@@ -297,12 +297,13 @@ class ConureModel(keras.Model):
         for conv in self.backbone.convs:
             conv.task, conv.phase = task, phase
 
-    def set_trainable(self, task, shared=False, convs=True, patches=False, every_task=False):
+    def set_trainable(self, task, shared=False, convs=True, patches=False, every_task=False, embedding=True):
         """Trainable: `task`'s head and gate, plus the conv kernels, embedding and LayerNorms
-        (`shared`) and `task`'s model patches as asked. Every other task's head, gate and patches
-        are frozen, unless `every_task` (TERACON: every head and gate, and the relation gates)."""
+        (`shared`; the item embedding only if also `embedding`) and `task`'s model patches as asked.
+        Every other task's head, gate and patches are frozen, unless `every_task` (TERACON: every
+        head and gate, and the relation gates)."""
         for layer in self.backbone.shared_layers:
-            layer.trainable = shared
+            layer.trainable = shared and (embedding or layer is not self.backbone.embedding)
         for conv in self.backbone.convs:
             conv.trainable = convs
         for number, layers in self.patches.items():

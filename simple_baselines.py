@@ -28,10 +28,9 @@ def popularity(data):
     _, truth = data.test_inputs()
     if data.kind == "class":
         return {"accuracy": float(np.mean(truth == counts.argmax()))}
-    excluded = list(data.excluded_targets)
-    candidates = np.sort(np.delete(counts, excluded))
+    candidates = np.sort(np.delete(counts, list(data.excluded_targets)))
     ranks = len(candidates) - np.searchsorted(candidates, counts[truth], side="right")
-    return metrics.ranking_metrics(np.where(np.isin(truth, excluded), len(counts), ranks))  # as metrics.ranks_of
+    return metrics.ranking_metrics(metrics.excluded_truth_last(ranks, truth, data.excluded_targets, len(counts)))
 
 
 def tie_breaker(counts):

@@ -661,9 +661,8 @@ class StageRun:
         """fit.train on the variables the stage's rule trains; returns the training history."""
         model, number, rule, config = self.model, self.number, self.rule, self.config
         model.set_trainable(number, shared=rule.shared or (rule.shared_t1 and number == 1), convs=rule.convs,
-                            patches=rule.patches, every_task=rule.every_task)
-        if config["freeze_embedding"]:
-            model.backbone.embedding.trainable = False
+                            patches=rule.patches, every_task=rule.every_task,
+                            embedding=not config["freeze_embedding"])
         view_while_training = rule.train_view if rule.prune else rule.eval_view
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
         cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None
