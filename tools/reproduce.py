@@ -731,10 +731,14 @@ def varied_table(spec, values, directory, label):
         fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
         for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
             if fitted:
-                cells = [f"{np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]):.4f}"
-                         for k in numbers]
+                cells = [f"{baseline_mean(fitted, part, k):.4f}" for k in numbers]
                 lines.append(f"| {value:g} | {name} | | " + " | ".join(cells) + f" (n={len(fitted)}) |")
     return lines
+
+
+def baseline_mean(fitted, part, k):
+    """Mean over the runs' simple baselines (`fitted`) of task k's `part` baseline's main metric."""
+    return float(np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]))
 
 
 def curves_section(destination):
@@ -776,10 +780,9 @@ def curves_figure(path, shares):
                 drawn = True
                 x, (mean, std, _) = [p[0] for p in points], zip(*[p[1] for p in points])
                 ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=LABELS[method])
-        strong = [(share, [b[k]["strong"][metric] for b in (baselines(CURVES["dataset"], share_dir(share, s))
-                                                            for s in CURVES["seeds"]) if b and k in b])
-                  for share in shares]
-        strong = [(share, np.mean(v)) for share, v in strong if v]
+        strong = [(share, [b for b in (baselines(CURVES["dataset"], share_dir(share, s)) for s in CURVES["seeds"])
+                           if b and k in b]) for share in shares]
+        strong = [(share, baseline_mean(fitted, "strong", k)) for share, fitted in strong if fitted]
         if strong:
             ax.plot(*zip(*strong), linestyle="--", color="gray", label="strong simple baseline")
         ax.set_xscale("log", base=2)
