@@ -320,13 +320,14 @@ def task_file(config, number):
     return Path(config["data_dir"]) / tasks.task(number).file
 
 
-def load_task_data(number, config, vocab=None):
-    """Split data of task `number`; T1 builds the vocabulary, later tasks encode with `vocab`."""
+def load_task_data(number, config, vocab=None, t1_data=None):
+    """Split data of task `number`; T1 builds the vocabulary (from `t1_data`, T1's file already
+    read, if given), later tasks encode with `vocab`."""
     path, valid = task_file(config, number), config.get("valid", 0.0)
     share = config.get("train_share") or 1.0
     if number == 1:
-        return data_loader.T1Task(data_loader.read_t1(path), config["split_seed"], config["holdout"], path, valid,
-                                  config.get("valid_positions", 1), config.get("min_item_count") or 0, share)
+        return data_loader.T1Task(t1_data or data_loader.read_t1(path), config["split_seed"], config["holdout"], path,
+                                  valid, config.get("valid_positions", 1), config.get("min_item_count") or 0, share)
     return data_loader.TransferTask(data_loader.read_transfer(path, vocab), tasks.task(number).kind,
                                     config["split_seed"], config["holdout"], path, valid, share)
 
