@@ -715,7 +715,7 @@ def report(args=None, destination=ROOT):
 
 def varied_table(spec, values, directory, label):
     """Methods × setting rows (mean ± std over seeds of each task's main metric, n) beside the simple
-    baselines fitted on the same data, averaged over the seeds that ran."""
+    baselines fitted on the same data (deterministic: every seed's run fits the same numbers)."""
     numbers = numbers_of(spec["dataset"])
     lines = [f"| {label} | method | T1 training users | " + " | ".join(
         f"T{k} {run_all.main_metric(k)}" for k in numbers) + " |", "|---|---|---|" + "---|" * len(numbers)]
@@ -732,7 +732,7 @@ def varied_table(spec, values, directory, label):
         for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
             if fitted:
                 cells = [f"{baseline_mean(fitted, part, k):.4f}" for k in numbers]
-                lines.append(f"| {value:g} | {name} | | " + " | ".join(cells) + f" (n={len(fitted)}) |")
+                lines.append(f"| {value:g} | {name} | | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -745,7 +745,8 @@ def curves_section(destination):
     shares = CURVES["shares"] + [1]
     lines = ["Every point trains on a nested random share of the training users (`--train_share`); the held-out "
              "and validation users are the same at every share, so every point is scored on the same people. Share "
-             "1 is the main runs. The simple baselines are fitted on the same subsets.", ""]
+             "1 is the main runs. The subsets are one fixed random draw, the same for every seed, so the spread is that of "
+             "training; the simple baselines are fitted on the same subsets and do not depend on the seed.", ""]
     lines += varied_table(CURVES, shares, share_dir, "share")
     if curves_figure(destination / "figures" / "learning_curves.png", shares):
         lines += ["", "![learning curves](figures/learning_curves.png)"]
