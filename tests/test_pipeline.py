@@ -175,6 +175,14 @@ def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, their
     assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
 
 
+@pytest.mark.parametrize("bar, place", [(0.09, "above"), (0.10, "level"), (0.12, "level"), (0.13, "below")])
+def test_data_size_verdict_against_a_baseline_counts_a_gap_only_beyond_the_seeds_spread(bar, place):
+    from tools import reproduce
+
+    results = [{"HR@5": 0.10}, {"HR@5": 0.12}]  # mean 0.11, standard deviation 0.0141
+    assert reproduce.place(results, bar, "HR@5") == place
+
+
 def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(tmp_path, monkeypatch):
     from tools import reproduce
 
@@ -205,9 +213,11 @@ def test_learning_curves_report_each_share_beside_baselines_fitted_on_it(synthet
                       "--verbose=0", f"--train_share={share}"])
     reproduce.report(destination=tmp_path)
     section = (tmp_path / "REPRODUCTION.md").read_text().split("## How much data: tiny")[1]
+    section, verdicts = section.split("Against the simple baselines")
     rows = {row.split("|")[1].strip() + row.split("|")[2].strip(): row.split("|")[3:5]
             for row in section.splitlines() if row.startswith("| 0.5 |") or row.startswith("| 1 |")}
     users = {share: int(rows[f"{share}Conure"][0].replace(",", "")) for share in ("0.5", "1")}
     assert 0.35 < users["0.5"] / users["1"] < 0.65  # half the training users, give or take the hash
     assert "0.5strong simple baseline" in rows and "1strong simple baseline" in rows
+    assert "| 0.5 | Conure | (n=1) |" in verdicts  # one seed: no spread to judge by
     assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 1000

@@ -736,6 +736,30 @@ def varied_table(spec, values, directory, label):
     return lines
 
 
+def verdict_table(spec, values, directory, label):
+    """Each method's place against the two simple baselines fitted on the same data, per setting and
+    task: 'above' or 'below' when the gap is larger than the spread over seeds, else 'level'."""
+    numbers = numbers_of(spec["dataset"])
+    lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
+    for value in values:
+        runs = [directory(value, seed) for seed in spec["seeds"]]
+        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
+        for method in spec["methods"] if fitted else ():
+            found = {k: collect(runs, method, k) for k in numbers}
+            if any(found.values()):
+                lines.append(f"| {value:g} | {LABELS[method]} | " + " | ".join(
+                    " / ".join(place(found[k], baseline_mean(fitted, part, k), run_all.main_metric(k))
+                               for part in ("trivial", "strong")) if len(found[k]) > 1 else f"(n={len(found[k])})"
+                    for k in numbers) + " |")
+    return lines
+
+
+def place(results, bar, metric):
+    """'above', 'below' or 'level' against a fixed number, judged by the seeds' spread."""
+    mean, std, _ = spread(results, metric)
+    return "above" if mean - bar > std else "below" if bar - mean > std else "level"
+
+
 def baseline_mean(fitted, part, k):
     """Mean over the runs' simple baselines (`fitted`) of task k's `part` baseline's main metric."""
     return float(np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]))
@@ -748,6 +772,7 @@ def curves_section(destination):
              "1 is the main runs. The subsets are one fixed random draw, the same for every seed, so the spread is that of "
              "training; the simple baselines are fitted on the same subsets and do not depend on the seed.", ""]
     lines += varied_table(CURVES, shares, share_dir, "share")
+    lines += verdict_lines(CURVES, shares, share_dir, "share")
     if curves_figure(destination / "figures" / "learning_curves.png", shares):
         lines += ["", "![learning curves](figures/learning_curves.png)"]
     return lines
@@ -758,7 +783,13 @@ def kcore_section():
             "fewer than k items are dropped, until nothing changes (`--min_item_count`); every held-out user is "
             "still scored, its dropped items as `<unk>`, and a held-out target that was dropped counts as a miss "
             "for every method and baseline. k = 0 is the main runs.", ""] + varied_table(
-        KCORE, [0] + KCORE["ks"], kcore_dir, "k")
+        KCORE, [0] + KCORE["ks"], kcore_dir, "k") + verdict_lines(KCORE, [0] + KCORE["ks"], kcore_dir, "k")
+
+
+def verdict_lines(spec, values, directory, label):
+    return ["", "Against the simple baselines on the same data (popularity or majority / the strong one): above or "
+            "below when the gap is larger than the method's standard deviation over seeds, else level.", ""] + \
+        verdict_table(spec, values, directory, label)
 
 
 def curves_figure(path, shares):
