@@ -801,9 +801,10 @@ def curves_figure(path, shares):
     import matplotlib.pyplot as plt
 
     numbers = numbers_of(CURVES["dataset"])
-    fig, axes = plt.subplots(1, len(numbers), figsize=(3.2 * len(numbers), 3.0), squeeze=False)
+    rows, columns = -(-len(numbers) // 3), min(len(numbers), 3)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
     drawn = False
-    for ax, k in zip(axes[0], numbers):
+    for ax, k in zip(axes.ravel(), numbers):
         metric = run_all.main_metric(k)
         for method in CURVES["methods"]:
             points = [(share, collect([share_dir(share, s) for s in CURVES["seeds"]], method, k)) for share in shares]
@@ -812,11 +813,12 @@ def curves_figure(path, shares):
                 drawn = True
                 x, (mean, std, _) = [p[0] for p in points], zip(*[p[1] for p in points])
                 ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=LABELS[method])
-        strong = [(share, [b for b in (baselines(CURVES["dataset"], share_dir(share, s)) for s in CURVES["seeds"])
+        fitted = [(share, [b for b in (baselines(CURVES["dataset"], share_dir(share, s)) for s in CURVES["seeds"])
                            if b and k in b]) for share in shares]
-        strong = [(share, baseline_mean(fitted, "strong", k)) for share, fitted in strong if fitted]
-        if strong:
-            ax.plot(*zip(*strong), linestyle="--", color="gray", label="strong simple baseline")
+        for part, style, name in (("strong", "--", "strong simple baseline"), ("trivial", ":", "popularity / majority")):
+            line = [(share, baseline_mean(found, part, k)) for share, found in fitted if found]
+            if line:
+                ax.plot(*zip(*line), linestyle=style, color="gray", label=name)
         ax.set_xscale("log", base=2)
         ax.set_title(f"T{k} {tasks.task(k).name}", fontsize=9)
         ax.set_xlabel("share of the training users", fontsize=8)
@@ -824,6 +826,8 @@ def curves_figure(path, shares):
     if not drawn:
         plt.close(fig)
         return False
+    for ax in axes.ravel()[len(numbers):]:
+        ax.set_visible(False)
     axes[0][0].legend(fontsize=7)
     save_figure(fig, path, dpi=110)
     return True
