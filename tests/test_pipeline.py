@@ -175,11 +175,14 @@ def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, their
     assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
 
 
-@pytest.mark.parametrize("bar, place", [(0.09, "above"), (0.10, "level"), (0.12, "level"), (0.13, "below")])
-def test_data_size_verdict_against_a_baseline_counts_a_gap_only_beyond_the_seeds_spread(bar, place):
+@pytest.mark.parametrize("n_eval, bar, place", [
+    (10**9, 0.09, "above"), (10**9, 0.10, "level"), (10**9, 0.12, "level"), (10**9, 0.13, "below"),
+    (100, 0.09, "level"),   # the same gap, within the standard error of 100 held-out users (0.029)
+])
+def test_data_size_verdict_counts_a_gap_only_beyond_the_seeds_spread_and_the_held_out_error(n_eval, bar, place):
     from tools import reproduce
 
-    results = [{"HR@5": 0.10}, {"HR@5": 0.12}]  # mean 0.11, standard deviation 0.0141
+    results = [{"HR@5": 0.10, "n_eval": n_eval}, {"HR@5": 0.12, "n_eval": n_eval}]  # mean 0.11, std 0.0141
     assert reproduce.place(results, bar, "HR@5") == place
 
 

@@ -755,9 +755,11 @@ def verdict_table(spec, values, directory, label):
 
 
 def place(results, bar, metric):
-    """'above', 'below' or 'level' against a fixed number, judged by the seeds' spread."""
+    """'above', 'below' or 'level' against a fixed number: a gap counts when it is larger than the
+    seeds' standard deviation plus the standard error of a share measured on the held-out users."""
     mean, std, _ = spread(results, metric)
-    return "above" if mean - bar > std else "below" if bar - mean > std else "level"
+    noise = std + np.sqrt(bar * (1 - bar) / min(r["n_eval"] for r in results))
+    return "above" if mean - bar > noise else "below" if bar - mean > noise else "level"
 
 
 def baseline_mean(fitted, part, k):
@@ -788,7 +790,8 @@ def kcore_section():
 
 def verdict_lines(spec, values, directory, label):
     return ["", "Against the simple baselines on the same data (popularity or majority / the strong one): above or "
-            "below when the gap is larger than the method's standard deviation over seeds, else level.", ""] + \
+            "below when the gap is larger than the method's standard deviation over seeds plus the baseline's "
+            "standard error on the held-out users (sqrt(p(1 - p) / n)), else level.", ""] + \
         verdict_table(spec, values, directory, label)
 
 
