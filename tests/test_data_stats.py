@@ -39,6 +39,17 @@ def test_k_core_entries_shrink_with_k_and_say_when_nothing_is_left(data_dir):
     assert found["k40"] == "keeps no training user"
 
 
+def test_k_core_entries_count_the_held_out_items_turned_unknown(data_dir):
+    found = data_stats.data_stats(data_dir, valid=0.0, ks=(2,))["next_item"]["k2"]
+    train, test = data_loader.split(len(T1_LINES), 10, 0.2, "t1")
+    counts = collections.Counter(token for row in train for token in T1_LINES[row].split(","))
+    rare = lambda token: counts[token] < 2  # every training user keeps i{u % 7} and i{u % 3}: none drops out
+    assert found["held_out_targets_unknown"] == pytest.approx(np.mean([rare(T1_LINES[r].split(",")[-1]) for r in test]))
+    inputs = [token for r in test for token in T1_LINES[r].split(",")[:-1]]
+    assert found["held_out_inputs_unknown"] == pytest.approx(np.mean([rare(token) for token in inputs]))
+    assert found["held_out_targets_unknown"] > 0
+
+
 def test_classification_reports_its_majority_share_and_missing_tasks_are_left_out(data_dir):
     found = data_stats.data_stats(data_dir, valid=0.0, ks=())
     assert set(found) == {"next_item", "gender"}

@@ -4,7 +4,8 @@
 
 For T1: the training users (the 80% split less the validation slice, as the converged preset
 trains), their items per user, how many distinct items they hold and how many of those are rare,
-and what a k-core filter (`--min_item_count`) at each `--k` keeps. For every later task file the
+and what a k-core filter (`--min_item_count`) at each `--k` keeps, with the shares of the held-out
+users' targets and input items it turns into `<unk>`. For every later task file the
 folder holds: its training examples and targets, and the majority label's share for a classifier.
 `--baselines` also fits every task's simple baselines (popularity or the majority label; the
 Markov chain, co-occurrence or logistic regression) and prints their held-out HR@5 or accuracy:
@@ -40,10 +41,20 @@ def t1_stats(t1, t1_data, config, ks):
     for k in ks:
         try:
             kept = stage.load_task_data(1, {**config, "min_item_count": k}, t1_data=t1_data)
-            found[f"k{k}"] = {"training_users": kept.n_train, "items": kept.vocab.size - data_loader.N_RESERVED}
+            found[f"k{k}"] = {"training_users": kept.n_train, "items": kept.vocab.size - data_loader.N_RESERVED,
+                              **held_out_unknown(kept.test_ids)}
         except data_loader.DataError:
             found[f"k{k}"] = "keeps no training user"
     return found
+
+
+def held_out_unknown(test_ids):
+    """The shares of the held-out users' targets (last items) and input items that a filter turned
+    <unk>: a target that is <unk> counts as a miss for every method."""
+    inputs = test_ids[:, :-1]
+    inputs = inputs[inputs != data_loader.PAD]
+    return {"held_out_targets_unknown": float(np.mean(test_ids[:, -1] == data_loader.UNK)),
+            "held_out_inputs_unknown": float(np.mean(inputs == data_loader.UNK))}
 
 
 def task_stats(data):
