@@ -737,8 +737,8 @@ def varied_table(spec, values, directory, label):
 
 
 def verdict_table(spec, values, directory, label):
-    """Each method's place against the two simple baselines fitted on the same data, per setting and
-    task: 'above' or 'below' when the gap is larger than the spread over seeds, else 'level'."""
+    """Each method's place (see `place`) against the two simple baselines fitted on the same data,
+    per setting and task."""
     numbers = numbers_of(spec["dataset"])
     lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
     for value in values:
@@ -748,10 +748,16 @@ def verdict_table(spec, values, directory, label):
             found = {k: collect(runs, method, k) for k in numbers}
             if any(found.values()):
                 lines.append(f"| {value:g} | {LABELS[method]} | " + " | ".join(
-                    " / ".join(place(found[k], baseline_mean(fitted, part, k), run_all.main_metric(k))
-                               for part in ("trivial", "strong")) if len(found[k]) > 1 else f"(n={len(found[k])})"
-                    for k in numbers) + " |")
+                    verdict_cell(found[k], fitted, k) for k in numbers) + " |")
     return lines
+
+
+def verdict_cell(results, fitted, k):
+    """'<against popularity or majority> / <against the strong baseline>', or the seed count below two."""
+    if len(results) < 2:
+        return f"(n={len(results)})"
+    return " / ".join(place(results, baseline_mean(fitted, part, k), run_all.main_metric(k))
+                      for part in ("trivial", "strong"))
 
 
 def place(results, bar, metric):
