@@ -326,7 +326,7 @@ def load_task_data(number, config, vocab=None, t1_data=None):
     path, valid = task_file(config, number), config.get("valid", 0.0)
     share = config.get("train_share") or 1.0
     if number == 1:
-        return data_loader.T1Task(t1_data or data_loader.read_t1(path), config["split_seed"], config["holdout"], path,
+        return data_loader.T1Task(data_loader.read_t1(path) if t1_data is None else t1_data, config["split_seed"], config["holdout"], path,
                                   valid, config.get("valid_positions", 1), config.get("min_item_count") or 0, share)
     return data_loader.TransferTask(data_loader.read_transfer(path, vocab), tasks.task(number).kind,
                                     config["split_seed"], config["holdout"], path, valid, share)

@@ -42,18 +42,17 @@ def t1_stats(t1, t1_data, config, ks):
         try:
             kept = stage.load_task_data(1, {**config, "min_item_count": k}, t1_data=t1_data)
             found[f"k{k}"] = {"training_users": kept.n_train, "items": kept.vocab.size - data_loader.N_RESERVED,
-                              **held_out_unknown(kept.test_ids)}
+                              **held_out_unknown(*kept.inputs("test"))}
         except data_loader.DataError:
             found[f"k{k}"] = "keeps no training user"
     return found
 
 
-def held_out_unknown(test_ids):
-    """The shares of the held-out users' targets (last items) and input items that a filter turned
-    <unk>: a target that is <unk> counts as a miss for every method."""
-    inputs = test_ids[:, :-1]
+def held_out_unknown(inputs, truth):
+    """The shares of the held-out users' targets and input items that a filter turned <unk>: a
+    target that is <unk> counts as a miss for every method."""
     inputs = inputs[inputs != data_loader.PAD]
-    return {"held_out_targets_unknown": float(np.mean(test_ids[:, -1] == data_loader.UNK)),
+    return {"held_out_targets_unknown": float(np.mean(truth == data_loader.UNK)),
             "held_out_inputs_unknown": float(np.mean(inputs == data_loader.UNK))}
 
 

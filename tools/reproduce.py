@@ -719,16 +719,11 @@ def varied_table(spec, values, directory, label):
     numbers = numbers_of(spec["dataset"])
     lines = [f"| {label} | method | T1 training users | " + " | ".join(
         f"T{k} {run_all.main_metric(k)}" for k in numbers) + " |", "|---|---|---|" + "---|" * len(numbers)]
-    for value in values:
-        runs = [directory(value, seed) for seed in spec["seeds"]]
-        for method in spec["methods"]:
-            found = {k: collect(runs, method, k) for k in numbers}
-            if not any(found.values()):
-                continue
+    for value, fitted, methods in setting_results(spec, values, directory):
+        for method, found in methods.items():
             users = f"{np.mean([r['n_train'] for r in found[1]]):,.0f}" if found[1] else "n/a"
             lines.append(f"| {value:g} | {LABELS[method]} | {users} | " + " | ".join(
                 counted_cell(found[k], [run_all.main_metric(k)]) for k in numbers) + " |")
-        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
         for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
             if fitted:
                 cells = [f"{baseline_mean(fitted, part, k):.4f}" for k in numbers]
@@ -736,19 +731,26 @@ def varied_table(spec, values, directory, label):
     return lines
 
 
+def setting_results(spec, values, directory):
+    """Per setting: (value, the simple baselines its runs fitted, {method: {task: its results over
+    seeds}} for the methods that finished a task)."""
+    numbers = numbers_of(spec["dataset"])
+    for value in values:
+        runs = [directory(value, seed) for seed in spec["seeds"]]
+        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
+        methods = {method: {k: collect(runs, method, k) for k in numbers} for method in spec["methods"]}
+        yield value, fitted, {method: found for method, found in methods.items() if any(found.values())}
+
+
 def verdict_table(spec, values, directory, label):
     """Each method's place (see `place`) against the two simple baselines fitted on the same data,
     per setting and task."""
     numbers = numbers_of(spec["dataset"])
     lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
-    for value in values:
-        runs = [directory(value, seed) for seed in spec["seeds"]]
-        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
-        for method in spec["methods"] if fitted else ():
-            found = {k: collect(runs, method, k) for k in numbers}
-            if any(found.values()):
-                lines.append(f"| {value:g} | {LABELS[method]} | " + " | ".join(
-                    verdict_cell(found[k], fitted, k) for k in numbers) + " |")
+    for value, fitted, methods in setting_results(spec, values, directory):
+        for method, found in methods.items() if fitted else ():
+            lines.append(f"| {value:g} | {LABELS[method]} | " + " | ".join(
+                verdict_cell(found[k], fitted, k) for k in numbers) + " |")
     return lines
 
 
@@ -803,7 +805,7 @@ def verdict_lines(spec, values, directory, label):
 
 def curves_figure(path, shares):
     """One panel per task: the main metric against the share of the training users, mean ± std over
-    seeds, per method and for the strong simple baseline; False before any run finished."""
+    seeds, per method, beside the two simple baselines; False before any run finished."""
     import matplotlib
 
     matplotlib.use("Agg")
