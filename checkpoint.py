@@ -35,14 +35,14 @@ def file_sha256(path, chunk=1 << 24):
 
 
 @contextlib.contextmanager
-def atomic_file(path, newline=None):
-    """Open `path` for writing text atomically: a temporary file in the same folder, flushed and
-    renamed into place when the block ends; removed, leaving `path` as it was, if it raises."""
+def atomic_file(path, newline=None, binary=False):
+    """Open `path` for writing text (or bytes) atomically: a temporary file in the same folder,
+    flushed and renamed into place when the block ends; removed, leaving `path` as it was, if it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -85,7 +85,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
     parser.add_argument("--export_dir", required=True,
-                        help="SavedModel folder to write (replaces an earlier export, nothing else)")
+                        help="SavedModel folder to write (replaces an earlier export, nothing else); a new "
+                             "folder named like a file (.zip, .keras, ...) is refused")
     parser.add_argument("--tasks", help="tasks to export, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
@@ -102,6 +103,7 @@ def main(argv=None):
         numbers = predict.parse_task_list(args.tasks) if args.tasks else None
         stage.parse_stage(args.stage)
         paths.replaceable(args.export_dir, "--export_dir", "an export", paths.manifest_folder("signatures"))
+        paths.output_dir(args.export_dir, "--export_dir")  # a folder: a new one is not named like a file
         served = predict.load(Path(args.out_dir) / "Models" / args.stage, numbers)
         manifest = export(served, args.export_dir, args.k)
     except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:

@@ -2,11 +2,17 @@
 
 An input must exist; an output must be writable; and an output replaces only an earlier output of
 the same kind (a checkpoint folder, an export folder, a predictions file), never anything else
-that stands at its path. Every error names the argument and the path.
+that stands at its path. An output file's format is the one its name (or --format) says, and a
+new folder's name does not end in a file suffix. Every error names the argument and the path.
 """
 import json
 import os
 from pathlib import Path
+
+
+# Suffixes of files: a folder a command creates must not end in one, as its user expects a file.
+FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".png", ".md", ".txt", ".keras", ".h5", ".onnx",
+                 ".tflite", ".pb", ".zip", ".tar", ".gz")
 
 
 class PathError(ValueError):
@@ -33,11 +39,31 @@ def output_dir(path, name):
     if path.exists() and not path.is_dir():
         raise PathError(f"{name}={path}: exists and is not a folder")
     nearest = next(p for p in (path, *path.parents) if p.exists())
+    for created in (p for p in (path, *path.parents) if not p.exists()):
+        if created.suffix.lower() in FILE_SUFFIXES:
+            raise PathError(f"{name}={path}: would create a folder named like a {created.suffix} file")
     if not nearest.is_dir():
         raise PathError(f"{name}={path}: {nearest} is a file, not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise PathError(f"{name}={path}: {nearest} is not writable")
     return path
+
+
+def output_format(path, name, formats, chosen=None):
+    """The format of output file `path`: `chosen` (--format), else the one its suffix names; format
+    f has the suffix .f. An unknown suffix without --format, or a --format its known suffix
+    contradicts, is refused: a file never holds another format than its name says."""
+    suffix = Path(path).suffix.lower()
+    named = suffix[1:] if suffix[1:] in formats else None
+    if chosen is not None and chosen not in formats:
+        raise PathError(f"--format={chosen}: not one of {', '.join(formats)}")
+    if chosen is None and named is None:
+        known = ", ".join(f".{f}" for f in formats)
+        raise PathError(f"{name}={path}: {f'unknown suffix {suffix}' if suffix else 'no suffix'}; "
+                        f"known suffixes are {known}, or pass --format={'|'.join(formats)}")
+    if chosen and named and chosen != named:
+        raise PathError(f"{name}={path}: the suffix says {named}, --format says {chosen}")
+    return chosen or named
 
 
 def replaceable(path, name, kind, is_kind):

@@ -1,17 +1,20 @@
 """Answer every task a checkpoint holds, for a file of users.
 
     python predict.py --stage=ret_t6 --input=users.csv --k=10 --out=predictions.jsonl
-        [--tasks=1-6 --exclude_seen --out_dir=Data --length=100 --batch_size=256 --format=jsonl|csv]
+        [--tasks=1-6 --exclude_seen --out_dir=Data --length=100 --batch_size=256 --format=jsonl|csv|parquet]
 
 Input: one user per line in the TTL source format: comma-separated item tokens, oldest first, `0` for
 padding. A `,,targets` part is ignored. Lines are left-padded to `--length` tokens; a longer line keeps
 its last `--length`. Tokens the checkpoint's T1 vocabulary lacks map to <unk> and are counted.
 
-Output: one record per input line, in input order.
+Output: one record per input line, in input order, in the format --format names, else the one the
+suffix of --out names (.jsonl, .csv, .parquet); any other suffix without --format is refused.
 - JSON lines: {"line": 1, "unknown_tokens": 0, "next_item": {"items": [...], "scores": [...]}, ...,
   "gender": {"label": "1", "probabilities": {"1": 0.8, "2": 0.2}}}
-- CSV: line, unknown_tokens; per item task <task>_1..k (tokens) and <task>_score_1..k; per
-  classification task <task> (the label) and <task>_p_<label> for every label.
+- CSV and Parquet, one row per user: line, unknown_tokens; per item task <task>_1..k (tokens) and
+  <task>_score_1..k; per classification task <task> (the label) and <task>_p_<label> for every
+  label. Parquet types them: int64, string (tokens, labels), float32; a missing answer is null
+  (CSV: an empty cell).
 Item tasks (T1-T3) give their top k as original tokens with their scores (T1: logits; T2, T3: the
 dot product the model ranks by). Classification tasks give the argmax label and a softmax over the
 class scores. --exclude_seen leaves the user's own items out of T1's list.
@@ -39,7 +42,9 @@ import keras  # noqa: E402  (after stage, which quiets TensorFlow's logging)
 from keras import ops
 
 RESERVED_NAMES = ("<pad>", "<unk>", "<sep>")  # ids 0-2 of the T1 vocabulary, never an answer
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")  # each is also the suffix that selects it
+PARQUET_MAGIC = b"PAR1"
+ROW_GROUP_BYTES = 32 << 20  # Parquet answers are buffered up to this size, then written as one row group
 
 
 @dataclass
@@ -64,11 +69,16 @@ class Served:
 
 
 def is_predictions(path):
-    """True for an earlier output of predict.py (JSON lines or CSV, by its first line) or an empty file."""
+    """True for an earlier output of predict.py (JSON lines, CSV or Parquet, by its first line or
+    columns) or an empty file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-    except (OSError, UnicodeDecodeError):
+        with open(path, "rb") as f:
+            if f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC:
+                import pyarrow.parquet as pq
+                return pq.read_schema(path).names[:2] == ["line", "unknown_tokens"]
+            f.seek(0)
+            first = f.readline().decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
         return False
     if not first or first.startswith("line,unknown_tokens"):
         return True
@@ -190,8 +200,21 @@ def shortest(values):
     return np.asarray(values, dtype=np.float32).astype(str)
 
 
-class JsonLines:
-    def __init__(self, f, served):
+class Writer:
+    """Writes batches of answers into an open file; closing finishes the file."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        pass
+
+
+class JsonLines(Writer):
+    def __init__(self, f, served, predictor):
         self.f, self.served = f, served
 
     def write(self, first_line, unknown, answers):
@@ -209,28 +232,79 @@ class JsonLines:
             self.f.write(json.dumps(record) + "\n")
 
 
-class Csv:
+def table_columns(served, predictor):
+    """The columns of CSV and Parquet, in order: (name, type), type "int", "str" or "float"."""
+    columns = [("line", "int"), ("unknown_tokens", "int")]
+    for number, name, kind in served.tasks:
+        if kind == "class":
+            columns += [(name, "str")] + [(f"{name}_p_{label}", "float") for label in served.answer_tokens(number)]
+        else:
+            places = range(1, predictor.width(number) + 1)
+            columns += [(f"{name}_{i}", "str") for i in places] + [(f"{name}_score_{i}", "float") for i in places]
+    return columns
+
+
+def table_values(served, first_line, unknown, answers):
+    """One batch as the values of table_columns, an array each. A place --exclude_seen left empty
+    (fewer than k items remained) has no token (None) and no score (nan)."""
+    values = [np.arange(first_line + 1, first_line + len(unknown) + 1), unknown]
+    for number, _, kind in served.tasks:
+        tokens, scores = answers[number]
+        if kind == "class":
+            values += [tokens, *scores.T]
+        else:
+            found = np.isfinite(scores)
+            values += [*np.where(found, tokens, None).T, *np.where(found, scores, np.nan).T]
+    return values
+
+
+class Csv(Writer):
     def __init__(self, f, served, predictor):
         self.writer, self.served = csv.writer(f), served
-        header = ["line", "unknown_tokens"]
-        for number, name, kind in served.tasks:
-            if kind == "class":
-                header += [name] + [f"{name}_p_{label}" for label in served.answer_tokens(number)]
-            else:
-                places = range(1, predictor.width(number) + 1)
-                header += [f"{name}_{i}" for i in places] + [f"{name}_score_{i}" for i in places]
-        self.writer.writerow(header)
+        columns = table_columns(served, predictor)
+        self.types = [kind for _, kind in columns]
+        self.writer.writerow([name for name, _ in columns])
 
     def write(self, first_line, unknown, answers):
-        columns = [np.arange(first_line + 1, first_line + len(unknown) + 1)[:, None], unknown[:, None]]
-        for number, _, kind in self.served.tasks:
-            tokens, values = answers[number]
-            if kind == "class":
-                columns += [tokens[:, None], shortest(values)]
-            else:
-                found = np.isfinite(values)  # False only where --exclude_seen left fewer than k
-                columns += [np.where(found, tokens, ""), np.where(found, shortest(values), "")]
-        self.writer.writerows(np.concatenate([np.asarray(c, dtype=object) for c in columns], axis=1).tolist())
+        cells = []  # a missing token (None) or score (nan) is an empty cell
+        for kind, values in zip(self.types, table_values(self.served, first_line, unknown, answers)):
+            if kind == "float":
+                values = np.where(np.isnan(values), "", shortest(values))
+            elif kind == "str":
+                values = np.where(np.equal(values, None), "", values)
+            cells.append(np.asarray(values, dtype=object))
+        self.writer.writerows(np.stack(cells, axis=1).tolist())
+
+
+class Parquet(Writer):
+    TYPES = {"int": "int64", "str": "string", "float": "float32"}
+
+    def __init__(self, f, served, predictor):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa, self.served, self.pending = pa, served, []
+        self.schema = pa.schema([(name, self.TYPES[kind]) for name, kind in table_columns(served, predictor)])
+        self.writer = pq.ParquetWriter(f, self.schema)
+
+    def write(self, first_line, unknown, answers):
+        arrays = [self.pa.array(values, type=field.type, from_pandas=True)  # None and nan become null
+                  for field, values in zip(self.schema, table_values(self.served, first_line, unknown, answers))]
+        self.pending.append(self.pa.record_batch(arrays, schema=self.schema))
+        if sum(batch.nbytes for batch in self.pending) >= ROW_GROUP_BYTES:
+            self.flush()
+
+    def flush(self):
+        if self.pending:
+            self.writer.write_table(self.pa.Table.from_batches(self.pending))
+            self.pending = []
+
+    def close(self):
+        self.flush()
+        self.writer.close()
+
+
+WRITERS = {"jsonl": JsonLines, "csv": Csv, "parquet": Parquet}
 
 
 def plural(n, word):
@@ -245,12 +319,10 @@ def count_lines(path):
 def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_seen=False, length=100,
                  batch_size=256, fmt=None, progress=False, log=print):
     """Answer the served tasks for every user of `input_path`, streaming into `out_path`."""
+    fmt = paths.output_format(out_path, "--out", FORMATS, fmt)
     for name, value in (("k", k), ("length", length), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise stage.ConfigError(f"--{name}={value}: must be an integer >= 1")
-    fmt = fmt or ("csv" if Path(out_path).suffix.lower() == ".csv" else "jsonl")
-    if fmt not in FORMATS:
-        raise stage.ConfigError(f"--format={fmt}: one of {', '.join(FORMATS)}")
     paths.input_file(input_path, "--input")
     if Path(out_path).resolve() == Path(input_path).resolve():
         raise stage.ConfigError(f"--out={out_path} is the input file")
@@ -262,13 +334,14 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
 
 def write_answers(served, input_path, out_path, k=10, exclude_seen=False, length=100, batch_size=256, fmt="jsonl",
                   progress=False, log=print, started=None):
-    """Stream the answers of `served` for every user of `input_path` into `out_path` (atomically)."""
+    """Stream the answers of `served` for every user of `input_path` into `out_path` (atomically), in
+    format `fmt` (one of FORMATS)."""
     started = started or time.time()
     predictor = Predictor(served, k, exclude_seen, batch_size)
     bar = keras.utils.Progbar(count_lines(input_path) if progress else None, verbose=int(progress), unit_name="user")
     totals = dict.fromkeys(("users", "unknown_tokens", "users_with_unknown", "known_tokens", "cut_lines"), 0)
-    with checkpoint.atomic_file(out_path, newline="" if fmt == "csv" else None) as f:
-        writer = JsonLines(f, served) if fmt == "jsonl" else Csv(f, served, predictor)
+    with checkpoint.atomic_file(out_path, newline="", binary=fmt == "parquet") as f, \
+            WRITERS[fmt](f, served, predictor) as writer:
         for block in data_loader.read_users(input_path, served.vocab, length):
             for start in range(0, len(block.ids), batch_size):
                 ids, unknown = block.ids[start:start + batch_size], block.unknown[start:start + batch_size]
@@ -298,7 +371,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t6 or finall_t3")
     parser.add_argument("--input", required=True, help="file of users, one per line (TTL source format)")
-    parser.add_argument("--out", required=True, help="output file: .jsonl or .csv")
+    parser.add_argument("--out", required=True, help="output file: .jsonl (JSON lines), .csv or .parquet; "
+                                                     "another suffix needs --format")
     parser.add_argument("--tasks", help="tasks to answer, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
@@ -306,7 +380,8 @@ def build_parser():
     parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"], help="folder holding Models/")
     parser.add_argument("--length", type=int, default=100, help="tokens per user (default 100, TTL's lines)")
     parser.add_argument("--batch_size", type=int, default=stage.DEFAULTS["eval_batch_size"])
-    parser.add_argument("--format", choices=FORMATS, help="default: from the output file's suffix")
+    parser.add_argument("--format", choices=FORMATS, help="jsonl, csv or parquet (default: the one the suffix "
+                                                          "of --out names)")
     return parser
 
 

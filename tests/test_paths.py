@@ -2,6 +2,7 @@
 output of its own kind: anything else at its path is refused and left as it was."""
 import shutil
 
+import pandas as pd
 import pytest
 
 import checkpoint
@@ -88,7 +89,7 @@ def test_run_all_checks_every_stage_setting_before_the_first_trains(synthetic_di
 
 
 def test_predict_refuses_to_replace_a_file_it_did_not_write(out, synthetic_dir, tmp_path, capsys):
-    users, target = tmp_path / "users.csv", tmp_path / "report.txt"
+    users, target = tmp_path / "users.csv", tmp_path / "report.csv"
     users.write_text("3,5\n")
     target.write_text("my report\n")
     code, err = run_main(predict.main, [f"--out_dir={out}", "--stage=ret_t1", f"--input={users}",
@@ -109,6 +110,42 @@ def test_predict_replaces_its_own_earlier_output(out, tmp_path):
     for k in (3, 2):  # the second run replaces the first's CSV
         predict.main([f"--out_dir={out}", "--stage=ret_t1", f"--input={users}", f"--out={target}", f"--k={k}"])
     assert target.read_text().splitlines()[0].endswith("next_item_score_2")
+
+
+def test_predict_replaces_its_own_earlier_parquet_output(out, tmp_path):
+    users, target = tmp_path / "users.csv", tmp_path / "p.parquet"
+    users.write_text("3,5\n3,5,7\n")
+    for k in (3, 2):  # the second run replaces the first's Parquet file
+        predict.main([f"--out_dir={out}", "--stage=ret_t1", f"--input={users}", f"--out={target}", f"--k={k}"])
+    assert list(pd.read_parquet(target).columns)[-1] == "next_item_score_2"
+
+
+def test_predict_refuses_to_replace_a_parquet_file_it_did_not_write(out, tmp_path, capsys):
+    users, target = tmp_path / "users.csv", tmp_path / "sales.parquet"
+    users.write_text("3,5\n")
+    pd.DataFrame({"region": ["north"], "sales": [3]}).to_parquet(target)
+    code, err = run_main(predict.main, [f"--out_dir={out}", "--stage=ret_t1", f"--input={users}",
+                                        f"--out={target}"], capsys)
+    assert code == 2 and "is not a predictions file; refusing to replace it" in err
+    assert pd.read_parquet(target)["region"].tolist() == ["north"]
+
+
+@pytest.mark.parametrize("name", ["answers.csv", "model.keras", "export.ZIP", "new.json/1"])
+def test_a_new_folder_named_like_a_file_is_refused(name, tmp_path):
+    with pytest.raises(paths.PathError, match=r"export_dir=.*: would create a folder named like a \.\w+ file"):
+        paths.output_dir(tmp_path / name, "--export_dir")
+
+
+def test_an_existing_folder_named_like_a_file_is_used(tmp_path):
+    (tmp_path / "runs.csv").mkdir()
+    assert paths.output_dir(tmp_path / "runs.csv", "out_dir") == tmp_path / "runs.csv"
+
+
+def test_export_refuses_a_folder_named_like_a_file_before_loading(tmp_path, capsys):
+    code, err = run_main(export.main, [f"--out_dir={tmp_path / 'no_models'}", "--stage=ret_t1",
+                                       f"--export_dir={tmp_path / 'model.zip'}"], capsys)
+    assert code == 2 and "--export_dir=" in err and "named like a .zip file" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_a_folder_that_is_not_an_export(out, tmp_path, capsys):

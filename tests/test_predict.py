@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import data_loader
@@ -70,15 +71,62 @@ def lines_of(synthetic_dir, number):
     return (synthetic_dir / tasks.task(number).file).read_text().splitlines()
 
 
-def run_predict(out, lines, tmp_path, *argv, name="predictions.jsonl"):
-    """predict.main on `lines`; returns (records or CSV table, summary)."""
+def json_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# Each format's own reader, as a user would load the file.
+READERS = {"jsonl": json_lines, "csv": lambda path: pd.read_csv(path, dtype=str, keep_default_na=False),
+           "parquet": pd.read_parquet}
+
+
+def run_predict(out, lines, tmp_path, *argv, name="predictions.jsonl", read=json_lines):
+    """predict.main on `lines`; returns (what `read` reads from the output, summary)."""
     users = tmp_path / "users.csv"
     users.write_text("\n".join(lines) + "\n")
     target = tmp_path / name
     summary = predict.main([f"--out_dir={out}", f"--input={users}", f"--out={target}", *argv])
-    if target.suffix == ".csv":
-        return pd.read_csv(target, dtype=str, keep_default_na=False), summary
-    return [json.loads(line) for line in target.read_text().splitlines()], summary
+    return read(target), summary
+
+
+def float32s(values):
+    return [float(np.float32(value)) for value in values]
+
+
+def as_float32(record):
+    """A JSON lines record with its scores and probabilities as the float32 values they print."""
+    found = dict(record)
+    for name, answer in record.items():
+        if isinstance(answer, dict) and "items" in answer:
+            found[name] = {"items": answer["items"], "scores": float32s(answer["scores"])}
+        elif isinstance(answer, dict):
+            labels = answer["probabilities"]
+            found[name] = {"label": answer["label"], "probabilities": dict(zip(labels, float32s(labels.values())))}
+    return found
+
+
+def present(cell):
+    """False for an empty place: null (Parquet) or an empty cell (CSV)."""
+    return not (pd.isna(cell) or cell == "")
+
+
+def records_of_table(table):
+    """The JSON lines records a CSV or Parquet table holds, by docs/serving.md's column layout."""
+    records = []
+    for row in table.to_dict("records"):
+        record = {"line": int(row["line"]), "unknown_tokens": int(row["unknown_tokens"])}
+        for name in NAMES.values():
+            places = [i for i in range(1, len(row)) if f"{name}_{i}" in row]
+            labels = [column[len(f"{name}_p_"):] for column in row if column.startswith(f"{name}_p_")]
+            if places:
+                found = [i for i in places if present(row[f"{name}_{i}"])]
+                record[name] = {"items": [row[f"{name}_{i}"] for i in found],
+                                "scores": float32s(row[f"{name}_score_{i}"] for i in found)}
+            elif labels:
+                record[name] = {"label": row[name],
+                                "probabilities": dict(zip(labels, float32s(row[f"{name}_p_{x}"] for x in labels)))}
+        records.append(record)
+    return records
 
 
 def token_matrix(lines, length=100):
@@ -151,18 +199,84 @@ def test_label_is_the_argmax_evaluate_scores(out, synthetic_dir, tmp_path):
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_csv_holds_the_answers_of_json_lines(out, synthetic_dir, tmp_path):
-    users = serving_users(synthetic_dir)
-    records, _ = run_predict(out, users, tmp_path, "--stage=ret_t4", "--k=3")
-    table, _ = run_predict(out, users, tmp_path, "--stage=ret_t4", "--k=3", name="predictions.csv")
-    assert list(table["line"].astype(int)) == [record["line"] for record in records]
-    for record, (_, row) in zip(records, table.iterrows()):
-        for name in ("next_item", "clicks", "likes"):
-            assert [row[f"{name}_{i}"] for i in (1, 2, 3)] == record[name]["items"]
-            assert [float(row[f"{name}_score_{i}"]) for i in (1, 2, 3)] == record[name]["scores"]
-        assert row["gender"] == record["gender"]["label"]
-        assert {label: float(row[f"gender_p_{label}"]) for label in record["gender"]["probabilities"]} == \
-            record["gender"]["probabilities"]
+@pytest.fixture(scope="module")
+def json_answers(out, synthetic_dir, tmp_path_factory):
+    """ret_t4's answers (k=3) for serving_users, written to a .jsonl file and read as JSON lines."""
+    records, _ = run_predict(out, serving_users(synthetic_dir), tmp_path_factory.mktemp("jsonl"), "--stage=ret_t4",
+                             "--k=3")
+    return [as_float32(record) for record in records]
+
+
+# (output file name, extra arguments, the format the file must hold)
+WRITTEN = {
+    ".csv": ("predictions.csv", [], "csv"),
+    ".parquet": ("predictions.parquet", [], "parquet"),
+    ".PARQUET": ("predictions.PARQUET", [], "parquet"),
+    "--format=jsonl": ("predictions.txt", ["--format=jsonl"], "jsonl"),
+    "--format=csv": ("predictions.txt", ["--format=csv"], "csv"),
+    "--format=parquet": ("predictions", ["--format=parquet"], "parquet"),
+    "--format=csv agreeing with .csv": ("predictions.csv", ["--format=csv"], "csv"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITTEN))
+def test_each_format_reads_back_as_the_json_lines_answers(case, json_answers, out, synthetic_dir, tmp_path):
+    name, argv, fmt = WRITTEN[case]
+    found, _ = run_predict(out, serving_users(synthetic_dir), tmp_path, "--stage=ret_t4", "--k=3", *argv,
+                           name=name, read=READERS[fmt])
+    records = found if fmt == "jsonl" else records_of_table(found)
+    assert [as_float32(record) for record in records] == json_answers
+
+
+def test_parquet_keeps_tokens_and_labels_as_strings_and_scores_as_float32(out, synthetic_dir, tmp_path):
+    table, _ = run_predict(out, serving_users(synthetic_dir), tmp_path, "--stage=ret_t4", "--k=3",
+                           name="predictions.parquet", read=pd.read_parquet)
+    assert table["line"].dtype == "int64" and table["unknown_tokens"].dtype == "int64"
+    assert all(pd.api.types.is_string_dtype(table[c]) for c in ("next_item_1", "likes_3", "gender"))
+    assert all(table[c].dtype == "float32" for c in table.columns if "_score_" in c or "_p_" in c)
+
+
+def test_parquet_in_several_row_groups_reads_back_whole(out, synthetic_dir, tmp_path, monkeypatch):
+    argv = ["--stage=ret_t4", "--k=3", "--batch_size=4"]
+    records, _ = run_predict(out, serving_users(synthetic_dir), tmp_path, *argv)
+    monkeypatch.setattr(predict, "ROW_GROUP_BYTES", 1)  # a row group per batch of 4 users
+    table, _ = run_predict(out, serving_users(synthetic_dir), tmp_path, *argv, name="predictions.parquet",
+                           read=pd.read_parquet)
+    assert pq.ParquetFile(tmp_path / "predictions.parquet").num_row_groups == 4
+    assert records_of_table(table) == [as_float32(record) for record in records]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_places_exclude_seen_leaves_empty_read_back_as_shorter_lists(fmt, out, synthetic_dir, tmp_path):
+    argv = ["--stage=ret_t4", "--tasks=1", "--k=1000", "--exclude_seen"]
+    records, _ = run_predict(out, lines_of(synthetic_dir, 1)[:3], tmp_path, *argv)
+    table, _ = run_predict(out, lines_of(synthetic_dir, 1)[:3], tmp_path, *argv, name=f"predictions.{fmt}",
+                           read=READERS[fmt])
+    places = sum(1 for column in table.columns if column.startswith("next_item_score_"))
+    assert all(len(record["next_item"]["items"]) < places for record in records)
+    assert records_of_table(table) == [as_float32(record) for record in records]
+
+
+# An output whose format its name does not say: (name, extra arguments, the problem named).
+UNSURE_OUTPUTS = {
+    "unknown suffix": ("answers.xlsx", [], "unknown suffix .xlsx; known suffixes are .jsonl, .csv, .parquet"),
+    "JSON, not JSON lines": ("answers.json", [], "unknown suffix .json"),
+    "no suffix": ("answers", [], "no suffix"),
+    "a suffix --format contradicts": ("answers.csv", ["--format=parquet"], "the suffix says csv, --format says parquet"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSURE_OUTPUTS))
+def test_an_output_of_unsure_format_is_refused_before_the_model_loads(case, out, tmp_path, capsys, monkeypatch):
+    name, argv, problem = UNSURE_OUTPUTS[case]
+    monkeypatch.setattr(predict, "load", lambda *args: pytest.fail("the model was loaded"))
+    (tmp_path / "users.csv").write_text("3,5\n")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([f"--out_dir={out}", "--stage=ret_t4", f"--input={tmp_path / 'users.csv'}",
+                      f"--out={tmp_path / name}", *argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and f"--out={tmp_path / name}: {problem}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +410,13 @@ def test_bad_input_stops_with_one_line_and_writes_nothing(case, out, tmp_path, c
     assert target.read_text() == EARLIER_OUTPUT
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["predictions.jsonl"] + ["users.csv"] * (text is not None))
+
+
+def test_bad_input_found_while_writing_parquet_leaves_no_file(out, tmp_path, capsys):
+    (tmp_path / "users.csv").write_text("x1,x2\nx3\n")  # another data set: found after the answers are written
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([f"--out_dir={out}", "--stage=ret_t4", f"--input={tmp_path / 'users.csv'}",
+                      f"--out={tmp_path / 'predictions.parquet'}"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "no token is in the vocabulary" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.csv"]
