@@ -138,22 +138,31 @@ class Scalars:
 
 
 def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scalars_dir=None, extras=None,
-          update_scales=None, frozen=()):
+          update_scales=None, frozen=(), side_rules=None, clip_norm=None):
     """Train `model.trainable_variables` on `loss_fn(batch)` over `data`'s training split (batch
     order and negatives from `stream`). `evaluate(part)` returns the metrics of the model on
     "valid" or "test". `extras(epoch, step, steps)` adds entries to each batch (HAT's and
-    TERACON's annealed s); `update_scales` scales updates (trainer.TrainStep); `frozen`: variables
-    outside the model that the loss reads (TERACON's teacher). Returns the history: loss per
-    epoch, held-out evaluations during training, the validation curve, the epoch chosen and the
-    epochs trained."""
+    TERACON's annealed s); where it carries state from batch to batch, its `state()` and
+    `load(state)` keep it in the snapshots. `update_scales`, `side_rules` and `clip_norm`: see
+    trainer.TrainStep; `frozen`: variables outside the model that the loss reads (TERACON's
+    teacher). Returns the history: loss per epoch, held-out evaluations during training, the
+    validation curve, the epoch chosen and the epochs trained."""
     step = trainer.TrainStep(loss_fn, model.trainable_variables, [*model.variables, *frozen],
                              trainer.adam(config["learning_rate"]), xla=config["xla"] and not config["data_parallel"],
-                             table_update=config["table_update"], update_scales=update_scales)
+                             table_update=config["table_update"], update_scales=update_scales,
+                             side_rules=side_rules, clip_norm=clip_norm)
     validating = data.n_valid > 0
     selection = Selection(step.variables, selection_metric(data.kind), config["patience"])
     scalars = Scalars(scalars_dir)
     at = snapshots.restore(model.variables, step.optimizer, selection, log) or {
         "epoch": 0, "step": 0, "epoch_loss": 0.0, "history": [], "evals": [], "curve": []}
+    stateful = hasattr(extras, "state")
+    if stateful and "extras" in at:
+        extras.load(at["extras"])
+
+    def position(epoch, step, epoch_loss):
+        return {"epoch": epoch, "step": step, "epoch_loss": epoch_loss, "history": history, "evals": evals,
+                "curve": curve, **({"extras": extras.state()} if stateful else {})}
     history, evals, curve = at["history"], at["evals"], at["curve"]
     epoch = at["epoch"]
     while epoch < config["epochs"] and not selection.stop:
@@ -168,9 +177,7 @@ def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scal
             total += loss
             bar.update(i + 1, [("loss", loss)])
             if config["save_every"] and (i + 1) % config["save_every"] == 0 and i + 1 < len(batches):
-                snapshots.save(model.variables, step.optimizer, selection, {
-                    "epoch": epoch, "step": i + 1, "epoch_loss": total, "history": history, "evals": evals,
-                    "curve": curve})
+                snapshots.save(model.variables, step.optimizer, selection, position(epoch, i + 1, total))
         epoch += 1
         history.append(total / max(len(batches), 1))
         scalars.add("train", {"loss": history[-1]}, epoch - 1)
@@ -188,8 +195,7 @@ def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scal
             line += "  held-out " + format_metrics(result)
         log(line)
         if epoch < config["epochs"] and not selection.stop:
-            snapshots.save(model.variables, step.optimizer, selection, {
-                "epoch": epoch, "step": 0, "epoch_loss": 0.0, "history": history, "evals": evals, "curve": curve})
+            snapshots.save(model.variables, step.optimizer, selection, position(epoch, 0, 0.0))
     scalars.close()
     chosen = epoch
     if validating and selection.values is not None:

@@ -4,9 +4,11 @@ A gated task t has one embedding row per conv of the backbone, one value per out
 gate on conv l is sigmoid(s * e_t[l]) (HAT's attention, `plain`); TERACON's relation-aware gate
 mixes tanh(s * e_t) with tanh(+-s * e_i) of every other task i through a small learned function
 per task and conv (`RelationGate`). `s` is annealed over the batches of every epoch (`anneal`)
-and is `smax` at inference. Everything is `keras.ops`, so both backends run it.
+and is `smax` at inference. Where a gate sits in the residual block depends on the method
+(POSITIONS). Everything is `keras.ops`, so both backends run it.
 """
 import keras
+import numpy as np
 from keras import ops
 
 EMBEDDING_LIMIT = 6.0  # HAT's and TERACON's clamp of the task embeddings after every step
@@ -14,6 +16,15 @@ INITIALISERS = {  # HAT's released networks: N(0, 1); TERACON's: U(0, 2)
     "hat": lambda: keras.initializers.RandomNormal(stddev=1.0),
     "teracon": lambda: keras.initializers.RandomUniform(0.0, 2.0),
 }
+# Where each method's gates sit in the pre-LN block x + conv2(relu(LN(conv1(relu(LN(x)))))):
+#   "conv"        on each conv's output (HAT: a closed channel's weights then cannot reach the task,
+#                 which is what makes its protection of earlier tasks hold);
+#   "activation"  conv1's gate after the LayerNorm and ReLU that follow conv1, as TERACON's code
+#                 gates ReLU(LN(conv)); conv2's on its output, which no LayerNorm follows before
+#                 the residual sum (docs/teracon.md).
+POSITIONS = {"hat": "conv", "teracon": "activation"}
+OPEN = 0.5         # a channel is open for a task when its gate at smax is above this
+SATURATED = 0.01   # ... and saturated when it is within this of 0 or 1
 
 
 def anneal(step, n_steps, smax):
@@ -36,7 +47,8 @@ class Clamp(keras.constraints.Constraint):
 
 
 class TaskGate(keras.layers.Layer):
-    """One task's gate embedding: [convs, channels], clamped to +-6."""
+    """One task's gate embedding: [convs, channels], clamped to +-6, and a frozen copy of its
+    initial value (`initial`), so its statistics can tell how far it moved."""
 
     def __init__(self, n_convs, channels, method, **kwargs):
         super().__init__(**kwargs)
@@ -45,6 +57,9 @@ class TaskGate(keras.layers.Layer):
     def build(self, input_shape=None):
         self.embedding = self.add_weight(name="embedding", shape=(self.n_convs, self.channels),
                                          initializer=INITIALISERS[self.method](), constraint=Clamp())
+        self.initial = self.add_weight(name="initial", shape=(self.n_convs, self.channels),
+                                       initializer="zeros", trainable=False)
+        self.initial.assign(self.embedding)
 
     def plain(self, s):
         """HAT's gate: sigmoid(s * e), [convs, channels]."""
@@ -83,3 +98,25 @@ class RelationGate(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_tasks": self.n_tasks, "n_convs": self.n_convs}
+
+
+def statistics(model, task):
+    """How task `task`'s gates stand: the share of its embedding entries whose sign differs from
+    their initial value, and the shares of its channels open (gate > OPEN) and saturated (within
+    SATURATED of 0 or 1) at smax, as the model serves the task."""
+    gate = model.gates[str(task)]
+    changed = np.sign(ops.convert_to_numpy(gate.embedding)) != np.sign(ops.convert_to_numpy(gate.initial))
+    served = ops.convert_to_numpy(model.task_gates(task, model.smax))
+    return {"sign_changed": float(changed.mean()), "open": float((served > OPEN).mean()),
+            "saturated": float(((served < SATURATED) | (served > 1 - SATURATED)).mean())}
+
+
+def open_channels(model, task):
+    """[(open input channels [C], open output channels [C]) for each conv]: which channels of its
+    input and output a conv carries for `task` at smax. An input counts as closed only where a gate
+    multiplies it directly (TERACON's conv1 gate before conv2); a LayerNorm before a conv mixes every
+    channel, so behind one every input is open."""
+    served = ops.convert_to_numpy(model.task_gates(task, model.smax)) > OPEN
+    every = np.ones(served.shape[1], bool)
+    gated_input = model.gate_position == "activation"
+    return [(served[l - 1] if gated_input and l % 2 else every, served[l]) for l in range(len(served))]

@@ -6,9 +6,47 @@ gates at smax. Task K's update of a conv weight is scaled by 1 - that cumulative
 weights earlier tasks use are (nearly) frozen; the regulariser keeps task K's gates off the
 channels still free. Every input of a conv passes through a LayerNorm, which mixes channels, so
 only the output channel's gate is used (HAT's rule for a network's first layer).
+
+The gate embeddings train as HAT's released code trains them (`GateUpdate`): plain SGD at lr
+0.05 on a gradient compensated for the annealing of s, every gradient clipped to a global norm of
+10,000 first, and the embedding clamped to +-6 after the step; everything else the stage trains
+keeps the stage's Adam.
 """
 import numpy as np
 from keras import ops
+
+import gates
+
+LEARNING_RATE = 0.05  # HAT's src/approaches/hat.py: lr of its SGD
+CLIP_NORM = 10000.0   # ... clipgrad: the global gradient norm is clipped to this before the step
+COSH_LIMIT = 50.0     # ... thres_cosh: s * e is clamped to +-this inside the compensation's cosh
+
+
+def compensated(embedding, grad, s, smax):
+    """HAT's compensation of a gate embedding's gradient for the annealing of s:
+    grad * smax / s * (cosh(clip(s e, +-50)) + 1) / (cosh(e) + 1)."""
+    numerator = ops.cosh(ops.clip(s * embedding, -COSH_LIMIT, COSH_LIMIT)) + 1.0
+    return grad * (smax / s) * numerator / (ops.cosh(embedding) + 1.0)
+
+
+class GateUpdate:
+    """HAT's update of a gate embedding, beside the stage's optimizer (trainer.TrainStep's
+    `side_rules`): `gradient` compensates the raw gradient (before the global-norm clip),
+    `apply` takes the SGD step and clamps."""
+
+    def __init__(self, smax, learning_rate=LEARNING_RATE, limit=gates.EMBEDDING_LIMIT):
+        self.smax, self.learning_rate, self.limit = smax, learning_rate, limit
+
+    def gradient(self, value, grad, batch):
+        return compensated(value, grad, ops.cast(batch["s"], value.dtype), self.smax)
+
+    def apply(self, value, grad):
+        return ops.clip(value - self.learning_rate * grad, -self.limit, self.limit)
+
+
+def side_rules(model, task, smax):
+    """{id(variable): GateUpdate} for the gate embedding `task` trains."""
+    return {id(model.gates[str(task)].embedding): GateUpdate(smax)}
 
 
 def cumulative_gates(model, task, smax):

@@ -146,11 +146,14 @@ def logistic(pos_score, neg_score):
 PAIRWISE = {"item": bpr, "class": logistic}
 
 
-def target_loss(user, batch, table, kind, chunk=0):
-    """T2+: BPR (item tasks) or logistic (classification) on one negative, else full softmax."""
+def target_loss(user, batch, table, kind, chunk=0, bias=None):
+    """T2+: BPR (item tasks) or logistic (classification) on one negative, else full softmax.
+    `bias`: a per-target bias added to every score (None: none)."""
     if "negative" not in batch:
-        return ops.mean(full_softmax(user, batch["target"], table, ops.zeros((table.shape[0],)), chunk))
+        bias = ops.zeros((table.shape[0],)) if bias is None else bias
+        return ops.mean(full_softmax(user, batch["target"], table, bias, chunk))
     user = ops.cast(user, "float32")
-    pos = ops.sum(user * ops.take(table, batch["target"], axis=0), axis=-1)
-    neg = ops.sum(user * ops.take(table, batch["negative"], axis=0), axis=-1)
+    pos, neg = (ops.sum(user * ops.take(table, batch[key], axis=0), axis=-1) for key in ("target", "negative"))
+    if bias is not None:
+        pos, neg = pos + ops.take(bias, batch["target"]), neg + ops.take(bias, batch["negative"])
     return PAIRWISE[kind](pos, neg)

@@ -85,3 +85,14 @@ def hash_verdict(evaluations):
         if differences:
             return "not comparable: " + "; ".join(differences)
     return "bit-identical" if all(sha == first_hash for sha, _ in evaluations) else "changed"
+
+
+def forgetting(series):
+    """Forgetting as continual-learning papers report it, from {task: [its metric at its own stage,
+    then after each later stage, in order]}: {"bwt": the mean over the tasks with a later stage of
+    (last - own), "largest_drop": {task: the largest (own - later) over its later stages}} (a
+    negative drop: never below its own). BWT is None when no task has a later stage."""
+    later = {task: values for task, values in series.items() if len(values) > 1}
+    drops = {task: max(values[0] - v for v in values[1:]) for task, values in later.items()}
+    bwt = sum(values[-1] - values[0] for values in later.values()) / len(later) if later else None
+    return {"bwt": bwt, "largest_drop": drops}

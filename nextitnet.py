@@ -105,15 +105,20 @@ class ResidualBlock(keras.layers.Layer):
         for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
             layer.build(input_shape)
 
-    def call(self, x, patches=None, gates=None):
+    def call(self, x, patches=None, gates=None, gate_position="conv"):
         """`patches`: PeterRec's (patch after conv1, patch after conv2), or None. `gates`: HAT's or
-        TERACON's (gate on conv1's output channels, on conv2's), or None."""
+        TERACON's (gate on conv1's output channels, on conv2's), or None; `gate_position` where the
+        first sits: on conv1's output ("conv") or after the LayerNorm and ReLU that follow it
+        ("activation"); the second is always on conv2's output (gates.POSITIONS)."""
         h = self.conv1(ops.relu(self.norm1(x)))
         if patches:
             h = patches[0](h)
-        if gates is not None:
+        if gates is not None and gate_position == "conv":
             h = h * ops.cast(gates[0], h.dtype)
-        h = self.conv2(ops.relu(self.norm2(h)))
+        h = ops.relu(self.norm2(h))
+        if gates is not None and gate_position == "activation":
+            h = h * ops.cast(gates[0], h.dtype)
+        h = self.conv2(h)
         if patches:
             h = patches[1](h)
         if gates is not None:
@@ -143,12 +148,12 @@ class NextItNet(keras.layers.Layer):
         for block in self.blocks:
             block.build((*input_shape, self.channels))
 
-    def call(self, tokens, patches=None, gates=None):
+    def call(self, tokens, patches=None, gates=None, gate_position="conv"):
         """`patches`: one ModelPatch per conv (PeterRec), or None; `gates`: [convs, channels], or None."""
         x = self.embedding(tokens)
         for i, block in enumerate(self.blocks):
             x = block(x, patches=patches[2 * i:2 * i + 2] if patches else None,
-                      gates=None if gates is None else (gates[2 * i], gates[2 * i + 1]))
+                      gates=None if gates is None else (gates[2 * i], gates[2 * i + 1]), gate_position=gate_position)
         return x
 
     @property
@@ -205,36 +210,47 @@ class NextItemHead(keras.layers.Layer):
 
 
 class TargetHead(keras.layers.Layer):
-    """T2+ head: one embedding row per target item or class label; score = <user, row>.
+    """T2+ head: one embedding row per target item or class label; score = <user, row>, plus a
+    bias per target with `bias` (TERACON's linear heads: rows normal 0.01, bias 0.1).
 
     `kind` is "item" (BPR loss) or "class" (logistic loss); `l2` is TF1's l2_regularizer
     scale: the penalty is l2 * sum(table ** 2) / 2.
     """
 
-    def __init__(self, n_targets, kind="item", l2=0.0, **kwargs):
+    def __init__(self, n_targets, kind="item", l2=0.0, bias=False, **kwargs):
         super().__init__(**kwargs)
         if kind not in losses.PAIRWISE:
             raise ValueError(f"kind must be one of {sorted(losses.PAIRWISE)}, got {kind!r}")
-        self.n_targets, self.kind, self.l2 = n_targets, kind, l2
+        self.n_targets, self.kind, self.l2, self.has_bias = n_targets, kind, l2, bias
 
     def build(self, input_shape):
-        self.table = self.add_weight(
-            name="table", shape=(self.n_targets, input_shape[-1]),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-        )
+        rows = (keras.initializers.RandomNormal(stddev=0.01) if self.has_bias
+                else keras.initializers.TruncatedNormal(stddev=0.02))
+        self.table = self.add_weight(name="table", shape=(self.n_targets, input_shape[-1]), initializer=rows)
+        self.bias = (self.add_weight(name="bias", shape=(self.n_targets,), initializer=keras.initializers.Constant(0.1))
+                     if self.has_bias else None)
+
+    def biases(self, zeros=True):
+        """The per-target bias; for a head without one, zeros (or None if not `zeros`)."""
+        if self.has_bias:
+            return self.bias
+        return ops.zeros((self.n_targets,)) if zeros else None
 
     def call(self, user):
-        return ops.matmul(user, ops.transpose(ops.cast(self.table, user.dtype)))
+        logits = ops.matmul(user, ops.transpose(ops.cast(self.table, user.dtype)))
+        return logits + ops.cast(self.bias, user.dtype) if self.has_bias else logits
 
     def score(self, user):
         """float32 scores of every target for ranking, whatever the compute dtype (bfloat16 ties)."""
-        return ops.matmul(ops.cast(user, "float32"), ops.transpose(self.table))
+        scores = ops.matmul(ops.cast(user, "float32"), ops.transpose(self.table))
+        return scores + self.bias if self.has_bias else scores
 
     def penalty(self):
         return l2_penalty(self.l2, self.table)
 
     def get_config(self):
-        return {**super().get_config(), "n_targets": self.n_targets, "kind": self.kind, "l2": self.l2}
+        return {**super().get_config(), "n_targets": self.n_targets, "kind": self.kind, "l2": self.l2,
+                "bias": self.has_bias}
 
 
 class ConureModel(keras.Model):
@@ -253,6 +269,7 @@ class ConureModel(keras.Model):
         self.gates = {}  # task number (as str) -> its TaskGate (HAT, TERACON)
         self.relation = None  # TERACON's RelationGate, once the model holds two gated tasks
         self.smax = None  # the gates' s at inference
+        self.gate_position = "conv"  # where the gates sit in each block (gates.POSITIONS)
         self.softmax_chunk = 0  # full softmax over item chunks of this size when a head is larger
 
     def add_head(self, task, head):
@@ -276,6 +293,7 @@ class ConureModel(keras.Model):
         gate = task_gates.TaskGate(len(self.backbone.convs), self.backbone.channels, method, name=f"gate_t{task}")
         gate.build()
         self.gates[str(task)] = gate
+        self.gate_position = task_gates.POSITIONS[method]
 
     def add_relation(self):
         """TERACON: relation-aware gates over every gated task, freshly initialised."""
@@ -328,7 +346,8 @@ class ConureModel(keras.Model):
         task's patches and its gates at `s` (default: smax, as at inference)."""
         self._use(task, phase)
         return self.backbone(tokens, patches=self.patches.get(str(task)),
-                             gates=self.task_gates(task, self.smax if s is None else s))
+                             gates=self.task_gates(task, self.smax if s is None else s),
+                             gate_position=self.gate_position)
 
     def user(self, tokens, task, phase, s=None):
         """The representation at the last position, which tasks 2+ and every ranking read. Only the
@@ -344,7 +363,8 @@ class ConureModel(keras.Model):
             hidden = self.hidden(batch["tokens"], task, phase, s)
             return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk) + head.penalty()
         user = self.user(batch["tokens"], task, phase, s)
-        return losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk) + head.penalty()
+        loss = losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk, head.biases(zeros=False))
+        return loss + head.penalty()
 
     def task_scores(self, tokens, task, phase="infer"):
         """Scores of every target of `task` at the last position: [B, n_targets]."""
@@ -357,7 +377,7 @@ class ConureModel(keras.Model):
         (ranks [B], top-k ids [B, k], true scores [B])."""
         user = ops.cast(self.user(tokens, task, phase), "float32")
         head = self.head(task)
-        weight, bias = (head.weight, head.bias) if task == 1 else (head.table, ops.zeros((head.n_targets,)))
+        weight, bias = (head.weight, head.bias) if task == 1 else (head.table, head.biases())
         n_targets, channels = weight.shape
         true_score = ops.sum(user * ops.take(weight, truth, axis=0), axis=1) + ops.take(bias, truth)
         weight, bias, n_chunks = losses.pad_to_chunks(weight, bias, chunk)

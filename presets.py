@@ -8,7 +8,9 @@
              vocabulary is small. Learning rate, width and batch were chosen per data set on
              the validation slice only (TUNED, keyed by the T1 file's SHA-256; docs/training.md,
              "The converged preset", and docs/experiments.md list what was tried); other data
-             get DEFAULT_CONVERGED.
+             get DEFAULT_CONVERGED. Conure's successors train their later tasks on the
+             schedules of their released code (SUCCESSORS), with the later tasks' learning
+             rate chosen per data set like Conure's (TUNED's "methods").
 """
 import checkpoint
 import data_loader
@@ -34,6 +36,12 @@ DEFAULT_CONVERGED = {
     "t1": {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "exclude_padding": True, "patience": 5},
     "later": {"epochs": 15, "batch_size": 128, "learning_rate": 1e-3},
 }
+# Later tasks of Conure's successors under the converged preset, as their released code trains them:
+# TERACON's ttl_train.sh and train_teracon.py (T2 at lr 1e-3, T3 on at 1e-4, batch 1,024, early stopping
+# with patience 5 under a cap of 100 epochs). HAT keeps the preset's schedule (docs/hat.md).
+SUCCESSORS = {"teracon": {"t2": {"learning_rate": 1e-3},
+                          "later": {"learning_rate": 1e-4, "batch_size": 1024, "patience": 5, "epochs": 100}}}
+LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on take this share of it (TERACON: 1/10)
 TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/training.md, "The converged preset")
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
@@ -70,17 +78,20 @@ class DataSettings:
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
 
 
-def overrides(name, preset, data=None, chain=None, class_loss=None):
+def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None):
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
     a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
     min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
-    classification tasks."""
+    classification tasks; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's
+    T3 on: a tenth of it, LATER_RATE_DIVISOR)."""
     phase, number = stage.parse_stage(name)
     result = {}
     if chain and phase != "ret" and stage.previous_stage(name) is None:
         result.update(chain)
     if class_loss and tasks.task(number).kind == "class":
         result["full_softmax"] = class_loss == "softmax"
+    if later_learning_rate and number > 1:
+        result["learning_rate"] = later_learning_rate / (1 if number == 2 else LATER_RATE_DIVISOR.get(phase, 1))
     return {**preset_settings(name, preset, data), **result}
 
 
@@ -97,8 +108,21 @@ def preset_settings(name, preset, data):
     result.update(settings["t1" if number == 1 else "later"])
     if preset == "converged" and tasks.task(number).kind == "class":
         result.update(CLASS)
+    if preset == "converged" and number > 1:
+        result.update(successor_settings(phase, number, data))
     if phase != "ret" and stage.previous_stage(name) is None:
         result.update(settings["architecture"])
     if preset == "quick" and phase not in ("tp", "ret"):
         result["epochs"] *= 2  # a baseline trains one stage as long as Conure's tp and ret together
     return result
+
+
+def successor_settings(method, number, data):
+    """A successor's later-task schedule under the converged preset (SUCCESSORS), with the data
+    set's choices for it on top (TUNED's "methods"); {} for other methods."""
+    found = {}
+    for source in (SUCCESSORS.get(method, {}), ((data.tuned or {}).get("methods") or {}).get(method, {})):
+        found.update(source.get("later", {}))
+        if number == 2:
+            found.update(source.get("t2", {}))
+    return found

@@ -4,7 +4,8 @@ bit-identical between K's own checkpoint and a later one.
 Score hashes depend on the hardware, the library build and the evaluation settings; this proof
 does not. Task K reads the embedding, every LayerNorm, head K, K's PeterRec patches or gate where a
 method has them, and the conv kernels: under Conure only the entries owned by tasks 1..K (the owner
-maps must agree on them), under the other methods every entry.
+maps must agree on them); under HAT and TERACON the entries whose input and output channels are
+both open for K (gates.open_channels) in either checkpoint; under the other methods every entry.
 
     python evaluate.py --task=1 --stage=ret_t4 --proof
 """
@@ -53,7 +54,7 @@ def reads(path, task):
     """Does task K's inference read the weight stored under `path`? (TERACON's relation gates,
     rebuilt at every stage, and the other tasks' gates they mix are left out.)"""
     return (path.startswith("backbone/") or path.startswith(f"head_t{task}/")
-            or path.startswith(f"patch_t{task}_") or path.startswith(f"gate_t{task}/"))
+            or path.startswith(f"patch_t{task}_") or path == f"gate_t{task}/embedding")
 
 
 def _bits(values):
@@ -65,9 +66,25 @@ def _first(mismatch):
     return tuple(int(i) for i in np.argwhere(mismatch)[0])
 
 
-def prove(task, reference_dir, later_dir, owned_only):
+def gated_reads(task, directories):
+    """{conv path: bool [kernel, C_in, C_out]}: the conv weights a gated task K reads in any of
+    the checkpoint folders, those whose input and output channels are open for K there."""
+    import gates
+    import stage  # the gates need the checkpoint's model
+
+    found = {}
+    for directory in directories:
+        model = stage.restore(directory, directory.name)[0]
+        for conv, (inputs, outputs) in zip(model.backbone.convs, gates.open_channels(model, task)):
+            read = np.broadcast_to(inputs[:, None] & outputs[None, :], tuple(conv.kernel.shape))
+            found[conv.path] = found.get(conv.path, False) | read
+    return found
+
+
+def prove(task, reference_dir, later_dir, owned_only, read_masks=None):
     """Compare what task K reads in two checkpoint folders. `owned_only`: Conure's inference view
-    (conv entries owned by tasks 1..K), else every conv entry."""
+    (conv entries owned by tasks 1..K); `read_masks` ({conv path: bool mask}, gated_reads): the
+    conv entries a gated task reads; otherwise every conv entry."""
     reference_dir, later_dir = Path(reference_dir), Path(later_dir)
     for directory in (reference_dir, later_dir):
         checkpoint.read_manifest(directory, directory.name)  # complete and uncorrupted
@@ -84,6 +101,8 @@ def prove(task, reference_dir, later_dir, owned_only):
                                                  f"{new.shape} in {later_dir.name}")
             read, owner_differs = np.ones(old.shape, bool), np.zeros(old.shape, bool)
             conv = path.rsplit("/", 1)[0]
+            if read_masks and conv in read_masks:
+                read = read_masks[conv]
             if owned_only and conv in owners[0]:
                 old_owner, new_owner = owners[0][conv], owners[1][conv]
                 read = ((old_owner > 0) & (old_owner <= task)) | ((new_owner > 0) & (new_owner <= task))
@@ -103,5 +122,7 @@ def prove(task, reference_dir, later_dir, owned_only):
 def prove_stage(task, stage_name, models_dir, reference=None):
     """Proof for task K between its own checkpoint (or `reference`) and `stage_name`."""
     reference = reference or own_stage(stage_name, task)
-    conure = stage_name.partition("_t")[0] in ("tp", "ret")
-    return prove(task, Path(models_dir) / reference, Path(models_dir) / stage_name, owned_only=conure)
+    phase = stage_name.partition("_t")[0]
+    directories = (Path(models_dir) / reference, Path(models_dir) / stage_name)
+    read_masks = gated_reads(task, directories) if phase in ("hat", "teracon") else None
+    return prove(task, *directories, owned_only=phase in ("tp", "ret"), read_masks=read_masks)

@@ -87,7 +87,8 @@ def stage_block(name):
 
 def stage_config(name, args, data_settings=None):
     chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
-    overrides = {**presets.overrides(name, args.preset, data_settings, chain, args.class_loss),
+    overrides = {**presets.overrides(name, args.preset, data_settings, chain, args.class_loss,
+                                     args.later_learning_rate),
                  "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
@@ -219,30 +220,56 @@ def task_verdict(task_rows):
     return hashes == "bit-identical" and weights_kept, text
 
 
+def metric_series(rows):
+    """{task: [its main metric at its own stage, then after each later stage]} of the summary rows."""
+    return {k: [r[main_metric(k)] for r in rows if r["task"] == k] for k in sorted({r["task"] for r in rows})}
+
+
 def forgetting_lines(rows, method):
-    """Each earlier task's main metric at its own stage and after the last stage, and the share of
-    the parameters it reads that changed on the way (the weight-level proof's count)."""
+    """Each earlier task's main metric at its own stage and after the last stage, its largest drop
+    over every later stage, the share of the parameters it reads that changed on the way (the
+    weight-level proof's count), and the backward transfer (metrics.forgetting)."""
     if method not in ONE_MODEL:
         return ["Each task has a model of its own under this method: no later stage changes it."]
-    lines = ["How much each earlier task lost by the last stage (drop = its own stage's metric minus the last "
-             "stage's), and the share of the parameters it reads that are not bit-identical any more.", "",
-             "| task | metric | at its own stage | after the last stage | drop | parameters it reads that changed |",
-             "|---|---|---|---|---|---|"]
-    for k in sorted({r["task"] for r in rows}):
+    found = metrics.forgetting(metric_series(rows))
+    lines = ["How much each earlier task lost: drop = its own stage's metric minus the last stage's; largest drop = "
+             "the largest such drop after any later stage (negative: never below its own); the share of the "
+             "parameters it reads that are not bit-identical any more.", "",
+             "| task | metric | at its own stage | after the last stage | drop | largest drop | "
+             "parameters it reads that changed |", "|---|---|---|---|---|---|---|"]
+    for k, largest in found["largest_drop"].items():
         own, *later = [r for r in rows if r["task"] == k]
-        if later:
-            last, metric = later[-1], main_metric(k)
-            changed = last["proof_compared"] - last["proof_identical"]
-            lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {own[metric]:.4f} | {last[metric]:.4f} | "
-                         f"{own[metric] - last[metric]:+.4f} | {changed / last['proof_compared']:.1%} ({changed:,} of "
-                         f"{last['proof_compared']:,}) |")
+        last, metric = later[-1], main_metric(k)
+        changed = last["proof_compared"] - last["proof_identical"]
+        lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {own[metric]:.4f} | {last[metric]:.4f} | "
+                     f"{own[metric] - last[metric]:+.4f} | {largest:+.4f} | {changed / last['proof_compared']:.1%} "
+                     f"({changed:,} of {last['proof_compared']:,}) |")
+    if found["bwt"] is not None:
+        lines += ["", f"Backward transfer (BWT: the mean over the earlier tasks of the last stage's metric minus "
+                      f"their own): {found['bwt']:+.4f}."]
+    return lines
+
+
+def gate_lines(results, stage_names):
+    """HAT's and TERACON's gates after each stage (Results/<stage>.json's "gates"): for every task,
+    the shares of its embedding entries whose sign changed since initialisation and of its channels
+    open and saturated at smax, and HAT's regulariser."""
+    lines = ["Per task after each stage, at smax: the share of its gate embedding that changed sign since "
+             "initialisation, the shares of its channels open (gate > 0.5) and saturated (within 0.01 of 0 or 1), "
+             "and (HAT) its regulariser's value.", "",
+             "| stage | task | sign changed | open | saturated | regulariser |", "|---|---|---|---|---|---|"]
+    for name in stage_names:
+        for task, g in checkpoint.read_json(results / f"{name}.json").get("gates", {}).items():
+            regulariser = f"{g['regulariser']:.4f}" if "regulariser" in g else ""
+            lines.append(f"| {name} | {task} | {g['sign_changed']:.1%} | {g['open']:.1%} | {g['saturated']:.1%} | "
+                         f"{regulariser} |")
     return lines
 
 
 def command_line(args):
     """The run_all.py command that gives these results."""
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
-                                             *CHAIN_OPTIONS, "class_loss")}
+                                             *CHAIN_OPTIONS, "class_loss", "later_learning_rate")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
     return "python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
 
@@ -279,6 +306,8 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
                      + f" | {verdict} ({len(task_rows)} evaluations) |")
     lines += ["", "## Forgetting", ""] + forgetting_lines(rows, args.method)
+    if args.method in stage.RULES and stage.RULES[args.method].gates:
+        lines += ["", "## Gates", ""] + gate_lines(results, list(stage_seconds))
     lines += ["", "## After the last stage, against the simple baselines", "",
               "Fitted on the same training examples and scored on the same held-out split with the same metrics "
               "(simple_baselines.py): popularity or the majority label, and a strong simple baseline (a first-order "
@@ -376,6 +405,9 @@ def build_parser():
     parser.add_argument("--class_loss", choices=presets.CLASS_LOSSES, default=None,
                         help="classification tasks: the release's logistic loss against one other label, or a "
                              "full softmax (default: the preset's)")
+    parser.add_argument("--later_learning_rate", type=float, default=None,
+                        help="the learning rate of T2 and later tasks, over the preset's (TERACON's T3 on: a tenth of "
+                             "it, as its release's ratio); how the successors' rate is chosen (docs/hat.md)")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 

@@ -128,6 +128,7 @@ class Rule:
     shared_t1: bool = False  # embedding and LayerNorms train in T1's stage only (Conure, HAT)
     gates: str = ""          # task gates on the conv outputs: "hat" or "teracon"
     every_task: bool = False  # every task's head and gate trains too (TERACON)
+    linear_heads: bool = False  # heads with a bias, every task trained with a full softmax (TERACON)
 
 
 RULES = {
@@ -139,7 +140,7 @@ RULES = {
     "finesmax": Rule("full", "full", shared=False, convs=False, first_task=2),
     "peterrec": Rule("full", "full", shared=False, convs=False, patches=True, first_task=2),
     "hat": Rule("full", "full", shared=False, convs=True, shared_t1=True, gates="hat"),
-    "teracon": Rule("full", "full", shared=True, convs=True, gates="teracon", every_task=True),
+    "teracon": Rule("full", "full", shared=True, convs=True, gates="teracon", every_task=True, linear_heads=True),
 }
 
 
@@ -343,15 +344,17 @@ def fingerprints(config, number):
 
 # ----------------------------------------------------------------------------- model
 
-def new_head(number, n_targets, l2):
+def new_head(number, n_targets, l2, bias=False):
+    """T1's softmax head (which has a bias), or a later task's TargetHead, with a bias if `bias`."""
     if number == 1:
         return NextItemHead(n_targets, l2, name="head_t1")
-    return TargetHead(n_targets, tasks.task(number).kind, l2, name=f"head_t{number}")
+    return TargetHead(n_targets, tasks.task(number).kind, l2, bias=bias, name=f"head_t{number}")
 
 
 def add_task(model, entry):
     """Head (and PeterRec patches, HAT's or TERACON's gate) of a chain entry, freshly initialised."""
-    model.add_head(entry["task"], new_head(entry["task"], entry["n_targets"], entry["l2"]))
+    head = new_head(entry["task"], entry["n_targets"], entry["l2"], entry.get("head_bias", False))
+    model.add_head(entry["task"], head)
     if entry.get("patches"):
         model.add_patches(entry["task"], entry["patches"])
     if entry.get("gates"):
@@ -424,7 +427,7 @@ def stored_parameters(model, number, phase):
     shared = size(v for layer in model.backbone.shared_layers for v in layer.weights)
     convs = size(conv.kernel for conv in model.backbone.convs)
     head = size(model.head(number).weights)
-    gate = size(model.gates[str(number)].weights) if str(number) in model.gates else 0
+    gate = size([model.gates[str(number)].embedding]) if str(number) in model.gates else 0
     if phase in ("tp", "ret"):
         own = sum(int(np.count_nonzero(o == number)) for o in owners_of(model).values())
         return own + head + (shared if number == 1 else 0)
@@ -526,6 +529,42 @@ def run_fingerprint(stage_name, config, prints, previous):
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
 
 
+class GateBatches:
+    """What each batch of a gated method adds to its data: the annealed s and, for TERACON after
+    T1, what its retention loss needs (teracon.Retention, drawn from the batch's own stream, its
+    ratios carried from batch to batch and kept in the snapshots through `state`)."""
+
+    def __init__(self, smax, seed, stream, retention=None):
+        self.smax, self.seed, self.stream, self.retention = smax, seed, stream, retention
+
+    def __call__(self, epoch, step, steps):
+        found = {"s": np.asarray(gates.anneal(step, steps, self.smax), dtype=np.float32)}
+        if self.retention:
+            rng = np.random.default_rng([self.seed, self.stream, epoch, step, RETENTION_DRAWS])
+            found.update(self.retention(rng, found["s"]))
+        return found
+
+    def state(self):
+        return self.retention.state() if self.retention else {}
+
+    def load(self, state):
+        if self.retention:
+            self.retention.load(state)
+
+
+def gate_statistics(model, method):
+    """{"T<k>": gates.statistics} for every gated task of the model; HAT's adds each task's
+    regulariser at smax, against the tasks before it."""
+    found = {}
+    for number in sorted(int(n) for n in model.gates):
+        stats = gates.statistics(model, number)
+        if method == "hat":
+            cumulative = hat.cumulative_gates(model, number, model.smax)
+            stats["regulariser"] = float(hat.regulariser(model, number, model.smax, cumulative))
+        found[f"T{number}"] = stats
+    return found
+
+
 # ----------------------------------------------------------------------------- the stage
 
 def finished_results(out_dir, stage_name, fingerprint):
@@ -598,6 +637,10 @@ class StageRun:
             config["l2"] = chain_entry(self.previous, self.number)["l2"] if self.phase == "ret" else self.task.l2
         for key, value in METHOD_DEFAULTS.get(self.phase, {}).items():
             config[key] = value if config[key] is None else config[key]
+        if self.rule.linear_heads:
+            if "full_softmax" in explicit and not config["full_softmax"]:
+                raise ConfigError(f"full_softmax=False: {self.phase} stages train every task with a full softmax")
+            config["full_softmax"] = True
         validate(config)
         self.config, self.prints = config, fingerprints(config, self.number)
         if self.previous:
@@ -638,7 +681,8 @@ class StageRun:
                           "sha256": self.prints["task_sha256"], "n_targets": self.data.n_targets, "l2": config["l2"],
                           "prune_ratio": config["prune_ratio"] if self.rule.prune else None,
                           "patches": config["bottleneck"] if self.rule.patches else 0,
-                          **({"gates": self.rule.gates} if self.rule.gates else {})})
+                          **({"gates": self.rule.gates} if self.rule.gates else {}),
+                          **({"head_bias": True} if self.rule.linear_heads else {})})
             if self.previous and self.rule.every_task:  # TERACON: the start is kept as the teacher
                 self.teacher, self.model = self.model, build_model(self.vocab.size, config, chain)
                 checkpoint.load_matching_weights(self.out_dir / "Models" / self.previous_name / "weights.npz",
@@ -667,13 +711,15 @@ class StageRun:
         view_while_training = rule.train_view if rule.prune else rule.eval_view
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
         cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None
+        gate_rules = hat.side_rules(model, number, config["smax"]) if rule.gates == "hat" else None
         return fit.train(
             model, self.loss_fn(cumulative), self.data, config,
             evaluate=lambda part: evaluate(model, number, self.data, config, view_while_training, part),
             log=self.log, snapshots=self.snapshots, stream=zlib.crc32(self.name.encode()),
             scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name,
             extras=self.batch_extras(), update_scales=hat.update_scales(model, cumulative),
-            frozen=self.teacher.variables if self.teacher else ())
+            frozen=self.teacher.variables if self.teacher else (), side_rules=gate_rules,
+            clip_norm=hat.CLIP_NORM if gate_rules else None)
 
     def loss_fn(self, cumulative):
         """The training loss: the task's, plus HAT's regulariser (`cumulative`: the earlier tasks'
@@ -688,20 +734,13 @@ class StageRun:
         return lambda batch: model.task_loss(batch, number, view)
 
     def batch_extras(self):
-        """For gated methods, what each batch adds to its data: the annealed s and, for TERACON
-        after T1, the rows and items of its retention loss (drawn from the batch's own stream)."""
+        """For gated methods, what each batch adds to its data (GateBatches)."""
         if not self.rule.gates:
             return None
-        config, stream = self.config, zlib.crc32(self.name.encode())
-
-        def extras(epoch, step, steps):
-            found = {"s": np.asarray(gates.anneal(step, steps, config["smax"]), dtype=np.float32)}
-            if self.teacher is not None:
-                rng = np.random.default_rng([config["seed"], stream, epoch, step, RETENTION_DRAWS])
-                found.update(teracon.batch_draws(rng, self.number - 1, config["batch_size"],
-                                                 self.teacher.head(1).n_items, config["retention_items"]))
-            return found
-        return extras
+        config = self.config
+        retention = self.teacher and teracon.Retention(self.model, self.teacher, self.number, config["batch_size"],
+                                                       config["retention_items"])
+        return GateBatches(config["smax"], config["seed"], zlib.crc32(self.name.encode()), retention or None)
 
     def prune_and_evaluate(self):
         """A tp stage's pruning (the task takes its share of the free weights), then held-out metrics."""
@@ -721,6 +760,10 @@ class StageRun:
         final = evaluate(model, number, self.data, config, rule.eval_view)
         self.log(f"{self.name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
                  + fit.format_metrics(final))
+        if rule.gates:
+            results["gates"] = gate_statistics(model, rule.gates)
+            self.log("gates at smax: " + "; ".join(f"{k} open {g['open']:.1%}, sign changed {g['sign_changed']:.1%}"
+                                                   for k, g in results["gates"].items()))
         return {**results, **final}
 
     def write(self, results, history):

@@ -173,24 +173,30 @@ TABLE_UPDATES = ("dense", "sparse", "lazy")
 class TrainStep:
     """`step(batch) -> loss`: one optimizer update of `variables` on `loss_fn(batch)`. `xla`
     compiles the TensorFlow step with XLA (JAX always does). `table_update`: see TableAdam.
-    `update_scales` ({id(variable): array}) multiplies those variables' updates elementwise (HAT)."""
+    `update_scales` ({id(variable): array}) multiplies those variables' updates elementwise (HAT).
+    `side_rules` ({id(variable): rule}) train those variables with their rule instead of the
+    optimizer, and `clip_norm` clips the global gradient norm first (GradientRules; HAT's gates)."""
 
     def __init__(self, loss_fn, variables, all_variables, optimizer, xla=False, table_update="dense",
-                 update_scales=None):
+                 update_scales=None, side_rules=None, clip_norm=None):
         if table_update not in TABLE_UPDATES:
             raise ValueError(f"table_update={table_update!r}: one of {', '.join(TABLE_UPDATES)}")
         if table_update != "dense" and (backend() != "tensorflow" or _strategy is not None):
             raise ValueError(f"table_update={table_update!r} needs TensorFlow on one device (JAX gradients are dense)")
-        self.variables = list(variables)
+        side_rules = side_rules or {}
+        optimized = [v for v in variables if id(v) not in side_rules]
+        self.variables = optimized + [v for v in variables if id(v) in side_rules]  # the optimizer's first
         self.optimizer = optimizer
-        optimizer.build(self.variables)
-        scales = {i: update_scales[id(v)] for i, v in enumerate(self.variables) if id(v) in (update_scales or {})}
+        optimizer.build(optimized)
+        scales = {i: update_scales[id(v)] for i, v in enumerate(optimized) if id(v) in (update_scales or {})}
+        rules = GradientRules([side_rules[id(v)] for v in self.variables[len(optimized):]], scales, clip_norm,
+                              len(optimized))
         if backend() == "tensorflow":
-            apply = TableAdam(self.variables, optimizer, table_update, scales)
-            self._step, self._split = tensorflow_step(loss_fn, self.variables, apply, xla)
+            apply = TableAdam(optimized, optimizer, table_update, scales)
+            self._step, self._split = tensorflow_step(loss_fn, self.variables, apply, xla, rules)
         elif backend() == "jax":
             frozen = [v for v in all_variables if all(v is not t for t in self.variables)]
-            self._step, self._split = jax_step(loss_fn, self.variables, frozen, optimizer, scales)
+            self._step, self._split = jax_step(loss_fn, self.variables, frozen, optimizer, scales, rules)
         else:
             raise RuntimeError(f"unsupported Keras backend {backend()!r}: use tensorflow or jax")
 
@@ -203,27 +209,65 @@ class TrainStep:
         return self._split()
 
 
-def tensorflow_step(loss_fn, variables, apply, xla):
+class GradientRules:
+    """What happens between the gradients and the updates, in keras.ops: each side rule's own
+    gradient (HAT's compensation), then a clip of the global norm to `clip_norm` (None: none),
+    counting the gradients of scaled variables times their `scales` as HAT counts its masked ones;
+    after the optimizer's update, each side variable's own update. The first `n_optimized`
+    variables are the optimizer's, the rest the side rules' in order."""
+
+    def __init__(self, side, scales, clip_norm, n_optimized):
+        self.side, self.scales, self.clip_norm, self.n_optimized = side, scales, clip_norm, n_optimized
+
+    def adjust(self, values, grads, batch):
+        if not self.side and not self.clip_norm:
+            return grads
+        grads = list(grads)
+        for j, rule in enumerate(self.side):
+            i = self.n_optimized + j
+            grads[i] = rule.gradient(values[i], grads[i], batch)
+        if self.clip_norm:
+            grads = [keras.ops.convert_to_tensor(g) for g in grads]
+            norm = keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(g * self.scales[i] if i in self.scales else g))
+                                      for i, g in enumerate(grads)))
+            factor = keras.ops.minimum(1.0, self.clip_norm / (norm + 1e-6))  # torch's clip_grad_norm_
+            grads = [g * factor for g in grads]
+        return grads
+
+    def side_values(self, values, grads):
+        """The side variables' new values."""
+        first = self.n_optimized
+        return [rule.apply(values[first + j], grads[first + j]) for j, rule in enumerate(self.side)]
+
+
+def tensorflow_step(loss_fn, variables, apply, xla, rules):
     """(step, split) on TensorFlow: a tf.GradientTape inside tf.function, replicated under the
-    active tf.distribute strategy; `apply(grads)` updates the variables."""
+    active tf.distribute strategy; `apply(grads)` updates the optimizer's variables, `rules` the rest."""
     import tensorflow as tf
 
     strategy = _strategy
     replicas = strategy.num_replicas_in_sync if strategy else 1
+    n = rules.n_optimized
 
     def gradients(batch):
         with tf.GradientTape() as tape:
             loss = loss_fn(batch) / replicas  # gradients are summed over replicas
-        return loss, tape.gradient(loss, variables)
+        return loss, rules.adjust([v.value for v in variables], tape.gradient(loss, variables), batch)
+
+    def apply_all(grads):
+        side = rules.side_values([v.value for v in variables], grads)
+        apply(grads[:n])
+        for variable, value in zip(variables[n:], side):
+            variable.assign(value)
 
     def replica_step(batch):
         loss, grads = gradients(batch)
-        apply(grads)
+        apply_all(grads)
         return loss
 
     def split():
         compiled_gradients = tf.function(gradients, jit_compile=xla)
-        compiled_apply = tf.function(apply, jit_compile=xla)
+        compiled_apply = tf.function(apply_all, jit_compile=xla)
 
         def apply_grads(grads):
             compiled_apply(grads)
@@ -311,26 +355,34 @@ class TableAdam:
         w.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + opt.epsilon), rows))
 
 
-def jax_step(loss_fn, variables, frozen, optimizer, scales=None):
+def jax_step(loss_fn, variables, frozen, optimizer, scales=None, rules=None):
     """(step, split) on JAX: jax.value_and_grad over a stateless call under jax.jit, with the
     new parameters and Adam state taking the old ones' memory (donated). `scales` ({index in
-    variables: array}) multiplies those variables' updates."""
+    variables: array}) multiplies those variables' updates; `rules` (GradientRules) adjusts the
+    gradients and updates the variables after the optimizer's."""
     import jax
+
+    rules = rules or GradientRules([], scales or {}, None, len(variables))
+    n = rules.n_optimized
 
     def loss_of(values, frozen_values, batch):
         mapping = list(zip(variables, values)) + list(zip(frozen, frozen_values))
         with keras.StatelessScope(state_mapping=mapping):
             return loss_fn(batch)
 
+    def grads_of(values, frozen_values, batch):
+        loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
+        return loss, rules.adjust(values, grads, batch)
+
     def apply(optimizer_values, grads, values):
-        new_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, values)
+        new_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads[:n], values[:n])
         new_values = [old + scales[i] * (new - old) if i in (scales or {}) else new
                       for i, (old, new) in enumerate(zip(values, new_values))]
-        return new_values, optimizer_values
+        return new_values + rules.side_values(values, grads), optimizer_values
 
     @functools.partial(jax.jit, donate_argnums=(0, 2))
     def pure_step(values, frozen_values, optimizer_values, batch):
-        loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
+        loss, grads = grads_of(values, frozen_values, batch)
         values, optimizer_values = apply(optimizer_values, grads, values)
         return loss, values, optimizer_values
 
@@ -350,7 +402,7 @@ def jax_step(loss_fn, variables, frozen, optimizer, scales=None):
         return loss
 
     def split():
-        compiled_gradients = jax.jit(jax.grad(loss_of))
+        compiled_gradients = jax.jit(lambda *args: grads_of(*args)[1])
         compiled_apply = jax.jit(apply, donate_argnums=(0, 2))
 
         def gradients(batch):

@@ -6,7 +6,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import checkpoint  # noqa: E402
 
 from data_prep import synthetic_data  # noqa: E402
 import stage  # noqa: E402
@@ -37,6 +40,18 @@ def run_stage(name, data_dir, out_dir, *overrides):
     argv = [f"--data_dir={data_dir}", f"--out_dir={out_dir}", *tiny, *overrides]
     config, explicit = stage.make_config(name, block, argv)
     return stage.run_stage(name, config, explicit)
+
+
+def rewrite_weights(directory, change):
+    """Apply `change(weights dict)` to a checkpoint's weights.npz and re-sign its manifest, so only
+    the weight-level proof can tell."""
+    with np.load(directory / "weights.npz") as saved:
+        weights = {name: saved[name].copy() for name in saved.files}
+    change(weights)
+    np.savez(directory / "weights.npz", **weights)
+    manifest = checkpoint.read_json(directory / "manifest.json")
+    manifest["files"]["weights.npz"] = checkpoint.file_sha256(directory / "weights.npz")
+    checkpoint.write_json(manifest, directory / "manifest.json")
 
 
 @pytest.fixture(scope="session")

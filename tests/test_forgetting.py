@@ -11,6 +11,7 @@ import metrics
 import proof
 import pruning
 import stage
+from conftest import rewrite_weights
 
 
 def owned_count(directory, tasks_up_to):
@@ -28,18 +29,6 @@ def read_by(directory, task):
 
 def copy_checkpoint(out, stage_name, destination):
     shutil.copytree(out / "Models" / stage_name, destination / "Models" / stage_name)
-
-
-def rewrite_weights(directory, change):
-    """Apply `change(weights dict)` to a checkpoint's weights.npz and re-sign its manifest, so only
-    the weight-level proof can tell."""
-    with np.load(directory / "weights.npz") as saved:
-        weights = {name: saved[name].copy() for name in saved.files}
-    change(weights)
-    np.savez(directory / "weights.npz", **weights)
-    manifest = checkpoint.read_json(directory / "manifest.json")
-    manifest["files"]["weights.npz"] = checkpoint.file_sha256(directory / "weights.npz")
-    checkpoint.write_json(manifest, directory / "manifest.json")
 
 
 def flip_one_bit(kernel_path, where):

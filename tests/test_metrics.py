@@ -49,3 +49,17 @@ def test_score_hash_changes_with_a_single_bit():
     flipped.view("uint32")[1, 2] ^= 1
     b.update(flipped)
     assert a.hexdigest() != b.hexdigest()
+
+
+def test_backward_transfer_and_the_largest_drop_on_a_hand_made_matrix():
+    series = {1: [0.50, 0.40, 0.45, 0.48],  # own, then after stages 2, 3, 4
+              2: [0.30, 0.32, 0.29],
+              3: [0.70, 0.71],
+              4: [0.60]}  # the last task: no later stage
+    found = metrics.forgetting(series)
+    assert found["bwt"] == pytest.approx(((0.48 - 0.50) + (0.29 - 0.30) + (0.71 - 0.70)) / 3)
+    assert found["largest_drop"] == pytest.approx({1: 0.10, 2: 0.01, 3: -0.01})  # T1's is at stage 2, not the last
+
+
+def test_forgetting_without_a_later_stage_has_no_backward_transfer():
+    assert metrics.forgetting({1: [0.5]}) == {"bwt": None, "largest_drop": {}}

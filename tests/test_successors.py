@@ -14,10 +14,12 @@ import fit
 import gates
 import hat
 import predict
+import proof
 import stage
 import tasks
 import teracon
-from conftest import run_stage
+import trainer
+from conftest import rewrite_weights, run_stage
 from data_loader import SEP
 
 ARCH = ["--channels=16", "--dilations=[1,2]"]
@@ -69,6 +71,79 @@ def test_task_embeddings_are_clamped_after_every_update():
     assert np.all(keras.ops.convert_to_numpy(gate.embedding) == -gates.EMBEDDING_LIMIT)
 
 
+# ---------------------------------------------------------------- HAT's update of the gate embeddings
+
+def released_gate_step(e, grad_e, other_grad, s, smax, clip):
+    """HAT's src/approaches/hat.py on one embedding, in numpy: compensate, clip the global norm, SGD, clamp."""
+    e, grad_e = e.astype(np.float64), grad_e.astype(np.float64)
+    grad_e = grad_e * smax / s * (np.cosh(np.clip(s * e, -50, 50)) + 1) / (np.cosh(e) + 1)
+    norm = np.sqrt(np.sum(grad_e ** 2) + np.sum(other_grad.astype(np.float64) ** 2))
+    grad_e = grad_e * min(1.0, clip / (norm + 1e-6))
+    return np.clip(e - hat.LEARNING_RATE * grad_e, -gates.EMBEDDING_LIMIT, gates.EMBEDDING_LIMIT)
+
+
+@pytest.mark.parametrize("s, clip", [(0.3, hat.CLIP_NORM), (150.0, hat.CLIP_NORM), (2.0, 0.5)])
+def test_hats_gate_update_is_the_released_formula(s, clip):
+    e0 = np.array([[0.01, -0.2, 0.3, -5.9, 0.002, 0.05]], np.float32)
+    grad_e = np.array([[0.5, -2.0, 0.03, 0.0, -7.0, 4.0]], np.float32)  # d loss / d e, hand-set
+    other_grad = np.array([3.0, -4.0], np.float32)
+    e, other = keras.Variable(e0), keras.Variable(np.zeros(2, np.float32))
+
+    def loss(batch):  # linear in both variables: its gradients are the hand-set ones
+        return keras.ops.sum(e * grad_e) + keras.ops.sum(other * other_grad)
+
+    step = trainer.TrainStep(loss, [other, e], [other, e], trainer.adam(1e-3),
+                             side_rules={id(e): hat.GateUpdate(smax=400.0)}, clip_norm=clip)
+    step({"s": np.float32(s)})
+    expected = released_gate_step(e0, grad_e, other_grad, s, 400.0, clip)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(e), expected, rtol=1e-6, atol=1e-6)
+    if s == 150.0:
+        assert np.abs(expected).max() == gates.EMBEDDING_LIMIT  # the clamp was exercised
+
+
+def gated_toy(update, seed):
+    """A logistic regression whose 8 inputs pass through one HAT gate each; only inputs 0-3 carry
+    the label. The gates of 0-3 start closed (e < 0), the others open. Trained for 6 epochs of 50
+    batches with s annealed per epoch and HAT's regulariser; returns the gates at smax."""
+    keras.utils.set_random_seed(seed)
+    rng, smax, steps = np.random.default_rng(seed), 400.0, 50
+    x = rng.normal(size=(steps * 32, 8)).astype(np.float32)
+    y = (x[:, :4].sum(axis=1) > 0).astype(np.float32)
+    gate = gates.TaskGate(1, 8, "hat")
+    gate.build()
+    start = np.abs(rng.normal(size=(1, 8))).astype(np.float32) + 0.5
+    start[0, :4] *= -1
+    gate.embedding.assign(start)
+    w, b = keras.Variable(np.ones(8, np.float32)), keras.Variable(np.zeros((), np.float32))
+
+    def loss(batch):
+        a = gate.plain(batch["s"])[0]
+        logit = keras.ops.sum(batch["x"] * a * w, axis=1) + b
+        return keras.ops.mean(keras.ops.binary_crossentropy(batch["y"], logit, from_logits=True)) + 0.75 * keras.ops.mean(a)
+
+    rules = {id(gate.embedding): hat.GateUpdate(smax)} if update == "hat" else None
+    step = trainer.TrainStep(loss, [w, b, gate.embedding], [w, b, gate.embedding], trainer.adam(1e-2),
+                             side_rules=rules, clip_norm=hat.CLIP_NORM if rules else None)
+    for _ in range(6):
+        order = rng.permutation(len(x))
+        for i in range(steps):
+            rows = order[i * 32:(i + 1) * 32]
+            step({"x": x[rows], "y": y[rows], "s": np.float32(gates.anneal(i, steps, smax))})
+    return keras.ops.convert_to_numpy(gate.plain(smax))[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hats_gates_open_where_the_signal_is_and_close_elsewhere_whatever_their_start(seed):
+    served = gated_toy("hat", seed)
+    assert np.all(served[:4] > 0.5), served
+    assert np.sum(served[4:] < 0.5) >= 3, served
+
+
+def test_on_adam_at_a_stages_rate_the_gates_keep_the_side_they_started_on():
+    served = gated_toy("adam", 0)  # the contrast: what the update above is for
+    assert np.all(served[:4] < 0.5), served
+
+
 # ---------------------------------------------------------------- TERACON's relation weights and retention
 
 def test_relation_ratio_follows_the_documented_formula():
@@ -83,7 +158,7 @@ def test_relation_ratio_follows_the_documented_formula():
 def two_task_model(seed=0):
     config = {"precision": "float32", "seed": seed, "channels": 8, "dilations": [1], "kernel_size": 3, "smax": 50.0}
     chain = [{"task": 1, "n_targets": 20, "l2": 0.0, "gates": "teracon"},
-             {"task": 2, "n_targets": 6, "l2": 0.0, "gates": "teracon"}]
+             {"task": 2, "n_targets": 6, "l2": 0.0, "gates": "teracon", "head_bias": True}]
     return stage.build_model(20, config, chain)
 
 
@@ -91,7 +166,41 @@ def two_task_model(seed=0):
 def retention_batch():
     rng = np.random.default_rng(0)
     tokens = np.concatenate([rng.integers(3, 20, size=(8, 12)), np.full((8, 1), SEP)], axis=1).astype(np.int32)
-    return {"tokens": tokens, "s": np.float32(5.0), "retain_rows": np.arange(4, dtype=np.int32)[None, :]}
+    return {"tokens": tokens, "s": np.float32(5.0), "retain_rows": np.arange(4, dtype=np.int32)[None, :],
+            "retain_counts": np.array([4], np.int32), "retain_weights": np.array([1.0], np.float32)}
+
+
+def three_task_pair():
+    """(student, teacher) after T2: the teacher holds T1-T2, the student T1-T3 (TERACON's stage 3)."""
+    config = {"precision": "float32", "seed": 0, "channels": 8, "dilations": [1], "kernel_size": 3, "smax": 50.0}
+    chain = [{"task": k, "n_targets": n, "l2": 0.0, "gates": "teracon", "head_bias": k > 1}
+             for k, n in ((1, 20), (2, 6), (3, 4))]
+    return stage.build_model(20, config, chain), stage.build_model(20, config, chain[:2])
+
+
+def test_the_relation_ratio_starts_at_0_9_and_each_batch_uses_the_one_before_it():
+    student, teacher = three_task_pair()
+    retention = teracon.Retention(student, teacher, 3, batch_size=1024, item_limit=0)
+    first = retention(np.random.default_rng(0), np.float32(2.0))
+    assert list(first["retain_counts"]) == [921, 921] and first["retain_rows"].shape == (2, 1024)
+    np.testing.assert_allclose(first["retain_weights"], [0.5, 0.5])
+    new_gates = student.task_gates(3, 2.0)  # the gates as they were during the first batch
+    expected = np.array([float(teracon.relation_ratio(teacher.task_gates(i, 2.0), new_gates)) for i in (1, 2)])
+    gate = student.gates["3"].embedding
+    gate.assign(-gate)  # the step after the first batch moves the new task's gate
+    second = retention(np.random.default_rng(1), np.float32(9.0))
+    np.testing.assert_array_equal(second["retain_counts"], np.maximum(np.floor(1024 * expected), 1))
+    np.testing.assert_allclose(second["retain_weights"], expected / expected.sum(), rtol=1e-6)
+    assert second["retain_rows"].shape == (2, 512)  # every ratio after the first is at most 0.5
+    assert not np.allclose(retention.state()["ratios"], expected)  # the third batch gets the moved gate's
+
+
+def test_teracons_later_heads_have_a_bias_that_their_retained_logits_include(retention_batch):
+    model, tokens = two_task_model(), retention_batch["tokens"]
+    before = keras.ops.convert_to_numpy(teracon.logits(model, tokens, 2, 5.0))
+    model.head(2).bias.assign(model.head(2).bias + 0.5)
+    after = keras.ops.convert_to_numpy(teracon.logits(model, tokens, 2, 5.0))
+    np.testing.assert_allclose(after - before, 0.5, rtol=1e-5)
 
 
 def test_retention_is_zero_when_the_model_equals_its_teacher(retention_batch):
@@ -215,3 +324,78 @@ def test_a_teracon_stage_interrupted_resumes_to_the_same_weights(chains, synthet
     with np.load(whole / "Models" / "teracon_t2" / "weights.npz") as a, \
             np.load(broken / "Models" / "teracon_t2" / "weights.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[name], b[name]) for name in a.files)
+
+
+# ---------------------------------------------------------------- gates in the stages and in the forgetting count
+
+def test_a_hat_stage_moves_its_gates_further_than_adam_could(chains):
+    model, manifest, _, _, _ = stage.restore(chains["hat"] / "Models" / "hat_t1", "hat_t1")
+    config, result = manifest["config"], stage.checkpoint.read_json(chains["hat"] / "Results" / "hat_t1.json")
+    gate = model.gates["1"]
+    moved = np.abs(keras.ops.convert_to_numpy(gate.embedding) - keras.ops.convert_to_numpy(gate.initial))
+    steps = result["epochs_trained"] * (result["n_train"] // config["batch_size"])
+    assert moved.max() > 10 * steps * config["learning_rate"]  # beyond Adam's reach at the stage's rate
+    recorded = result["gates"]["T1"]
+    assert {k: recorded[k] for k in gates.statistics(model, 1)} == pytest.approx(gates.statistics(model, 1))
+    assert recorded["regulariser"] == pytest.approx(recorded["open"], abs=0.01)  # T1's: its mean gate, saturated
+    assert result["gates"]["T1"]["sign_changed"] > 0
+
+
+def test_teracon_gates_conv1_after_its_layernorm_and_relu(chains):
+    model = stage.restore(chains["teracon"] / "Models" / "teracon_t2", "teracon_t2")[0]
+    assert model.gate_position == "activation"
+    block, tokens = model.backbone.blocks[0], np.array([[3, 4, 5, 6, 7, 8]], np.int32)
+    x = model.backbone.embedding(tokens)
+    closed = np.ones((2, model.backbone.channels), np.float32)
+    closed[0, 0] = 0.0  # conv1's channel 0 closed: conv2 must not see it
+    h = keras.ops.relu(block.norm2(block.conv1(keras.ops.relu(block.norm1(x))))) * closed[0]
+    expected = x + block.conv2(h)
+    found = block(x, gates=(closed[0], closed[1]), gate_position="activation")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(found), keras.ops.convert_to_numpy(expected), rtol=1e-6)
+
+
+def closed_channel_pair(chains, tmp_path):
+    """hat_t1 copied twice with every gate of T1 open but conv 1's channel 0, which is closed:
+    (reference, later) folders, ready to be tampered with."""
+    folders = []
+    for name in ("reference", "later"):
+        folder = tmp_path / name / "Models" / "hat_t1"
+        shutil.copytree(chains["hat"] / "Models" / "hat_t1", folder)
+
+        def close(weights):
+            embedding = np.full_like(weights["gate_t1/embedding"], gates.EMBEDDING_LIMIT)
+            embedding[1, 0] = -gates.EMBEDDING_LIMIT
+            weights["gate_t1/embedding"] = embedding
+        rewrite_weights(folder, close)
+        folders.append(folder)
+    return folders
+
+
+def test_the_forgetting_count_leaves_out_the_weights_of_a_closed_channel(chains, tmp_path):
+    reference, later = closed_channel_pair(chains, tmp_path)
+    masks = proof.gated_reads(1, [reference, later])
+    model = stage.restore(reference, "hat_t1")[0]
+    conv = model.backbone.convs[1]
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
+    assert int(masks[conv.path].sum()) == kernel.size - kernel.shape[0] * kernel.shape[1]  # output channel 0 out
+    whole = proof.prove(1, reference, later, owned_only=False)
+    gated = proof.prove(1, reference, later, owned_only=False, read_masks=masks)
+    assert whole.compared - gated.compared == kernel.shape[0] * kernel.shape[1]
+
+    def change(weights):  # one weight writing the closed channel, one writing an open one
+        weights[f"{conv.path}/kernel"][0, 0, 0] += 1.0
+        weights[f"{conv.path}/kernel"][0, 0, 1] += 1.0
+    rewrite_weights(later, change)
+    after = proof.prove(1, reference, later, owned_only=False, read_masks=masks)
+    assert after.compared - after.identical == 1
+
+
+def test_behind_teracons_conv1_gate_a_closed_channel_is_no_input_of_conv2():
+    model = two_task_model()
+    model.relation = None  # T1 served through its plain gate: sigmoid(s e)
+    embedding = np.full((2, 8), gates.EMBEDDING_LIMIT, np.float32)
+    embedding[0, 3] = -gates.EMBEDDING_LIMIT
+    model.gates["1"].embedding.assign(embedding)
+    (in1, out1), (in2, out2) = gates.open_channels(model, 1)
+    assert in1.all() and not out1[3] and out1.sum() == 7
+    assert not in2[3] and in2.sum() == 7 and out2.all()
