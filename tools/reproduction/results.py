@@ -1,0 +1,181 @@
+"""Reading the archived results: a task's results over seeds, their spread, the simple baselines,
+the forgetting summaries, and the comparisons that count a difference only beyond the spread."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+import presets
+import run_all
+import tasks
+from tools.reproduction import plan
+from tools.reproduction.plan import archived, method_runs, run_dir
+
+
+def load_json(path):
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def own_stage(method, number):
+    if method == "conure":
+        return f"ret_t{number}"
+    if run_all.stage.RULES[method].gates:  # HAT and TERACON train their own T1
+        return f"{method}_t{number}"
+    return "sinmo_t1" if number == 1 else f"{method}_t{number}"
+
+
+def metrics_of(number):
+    return ("accuracy",) if tasks.task(number).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")
+
+
+def numbers_of(dataset):
+    return run_all.parse_tasks(plan.DATASETS[dataset]["tasks"])
+
+
+def collect(directories, method, number):
+    """Results of a task's own stage, one per run directory that finished it."""
+    found = [load_json(archived(d) / f"{own_stage(method, number)}.json") for d in directories]
+    return [r for r in found if r]
+
+
+def values(results, metric):
+    return np.array([r[metric] for r in results])
+
+
+def spread(results, metric):
+    """(mean, standard deviation over seeds with ddof=1, n); the deviation is 0 for one seed."""
+    v = values(results, metric)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def cell(results, metric):
+    if not results:
+        return "n/a"
+    mean, std, n = spread(results, metric)
+    return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
+
+
+def counted_cell(results, metrics):
+    """The metrics' cells joined by ' / ', then how many seeds they cover: '0.7174 ± 0.0056 (n=3)'."""
+    return " / ".join(cell(results, m) for m in metrics) + f" (n={len(results)})"
+
+
+def baselines(dataset, directory=None):
+    """Simple baselines of every task, as run_all stored them in run `directory` (default: the
+    seed-0 run; None before it ran)."""
+    path = archived(directory or run_dir(dataset, 0)) / "simple_baselines.json"
+    if not path.exists():
+        return None
+    found = {}
+    for key, value in load_json(path).items():
+        found[json.loads(key)[0]] = value
+    return found
+
+
+def stage_results(directory):
+    return {p.stem: load_json(p) for p in sorted(archived(directory).glob("*.json"))
+            if not p.name.endswith(".timing.json") and "stage" in (load_json(p) or {})}
+
+
+def stage_order(name):
+    phase, number = name.rsplit("_t", 1)
+    return int(number), ["sinmo", "tp", "ret"].index(phase) if phase in ("sinmo", "tp", "ret") else 3, phase
+
+
+def wall_minutes(directories):
+    total = 0.0
+    for directory in directories:
+        for timing in archived(directory).glob("*.timing.json"):
+            total += load_json(timing)["wall_seconds"]
+    return total / 60
+
+
+def forgetting_rows(directory, method):
+    """run_all's summary CSV of a run, or None."""
+    import pandas as pd
+
+    suffix = "" if method == "conure" else f"_{method}"
+    path = archived(directory) / f"summary{suffix}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def forgotten_nothing(rows):
+    """A task's evaluations after later stages: weights it reads and its score hashes all unchanged."""
+    return len(rows) == 1 or run_all.task_verdict(rows.to_dict("records"))[0]
+
+
+def compare(mine, theirs, metric):
+    """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
+    than the two standard deviations together. With one seed on either side there is no spread to
+    judge by: 'one seed'."""
+    a, b = spread(mine, metric), spread(theirs, metric)
+    difference, noise = a[0] - b[0], a[1] + b[1]
+    if min(a[2], b[2]) < 2:
+        return "one seed", difference, noise
+    verdict = "better" if difference > noise else "worse" if -difference > noise else "tie"
+    return verdict, difference, noise
+
+
+def place(results, bar, metric):
+    """'above', 'below' or 'level' against a fixed number: a gap counts when it is larger than the
+    seeds' standard deviation plus the standard error of a share measured on the held-out users."""
+    mean, std, _ = spread(results, metric)
+    noise = std + np.sqrt(bar * (1 - bar) / min(r["n_eval"] for r in results))
+    return "above" if mean - bar > noise else "below" if bar - mean > noise else "level"
+
+
+def baseline_mean(fitted, part, k):
+    """Mean over the runs' simple baselines (`fitted`) of task k's `part` baseline's main metric."""
+    return float(np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]))
+
+
+def setting_results(spec, values, directory):
+    """Per setting: (value, the simple baselines its runs fitted, {method: {task: its results over
+    seeds}} for the methods that finished a task)."""
+    numbers = numbers_of(spec["dataset"])
+    for value in values:
+        runs = [directory(value, seed) for seed in spec["seeds"]]
+        fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
+        methods = {method: {k: collect(runs, method, k) for k in numbers} for method in spec["methods"]}
+        yield value, fitted, {method: found for method, found in methods.items() if any(found.values())}
+
+
+def t1_config(directories):
+    """The settings of the first archived T1 result in these run directories; None before any ran."""
+    for directory in sorted(directories):
+        for name in ("ret_t1", "sinmo_t1"):
+            result = load_json(archived(directory) / f"{name}.json")
+            if result:
+                return result["config"]
+    return None
+
+
+def first_t1_config(dataset):
+    """The settings of the data set's first archived T1 result (its main runs); None before any ran."""
+    return t1_config({d for m in plan.METHODS for d in method_runs(dataset, m)})
+
+
+def architecture_text(dataset):
+    """The backbone the dataset's runs used, e.g. '256 channels, dilations [1, 4]', from the first
+    archived T1 result (or the preset's for the data, before any ran)."""
+    config = first_t1_config(dataset)
+    if config:
+        return f"{config['channels']} channels, dilations {config['dilations']}"
+    data_dir = Path(plan.DATASETS[dataset]["data_dir"])
+    if not (data_dir / tasks.task(1).file).exists():
+        return "the converged preset's backbone (data not found here)"
+    settings = presets.DataSettings(data_dir)
+    architecture = settings.converged()["architecture"]
+    return f"{architecture['channels']} channels, dilations {architecture['dilations']} ({settings.name})"
+
+
+def selection_text(config):
+    """How a T1 stage chose its epoch, e.g. "patience 5, on each validation user's last 20 items"."""
+    positions = config.get("valid_positions", 1)
+    scored = f"each validation user's last {positions} items" if positions > 1 else "each validation user's last item"
+    return f"patience {config['patience']}, on {scored}"
+
+
+def t1_selection_text(dataset):
+    config = first_t1_config(dataset)
+    return f" T1 selection: {selection_text(config)}." if config else ""

@@ -1,0 +1,274 @@
+"""The report's tables: quality, storage, epochs, forgetting, the paper's claims, and the tables
+of the side experiments (classification losses, the paper's width, how much data)."""
+import numpy as np
+
+import run_all
+import tasks
+from tools.reproduction import plan
+from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir
+from tools.reproduction.results import (architecture_text, baseline_mean, baselines, cell, collect, compare,
+                                        counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, load_json,
+                                        metrics_of, numbers_of, place, selection_text, setting_results, spread,
+                                        stage_order, stage_results, t1_config)
+
+
+def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing=""):
+    """A table row of the `part` ("trivial" or "strong") baselines of tasks `numbers`: metrics(k) per cell."""
+    names = ", ".join(dict.fromkeys(found[k][f"{part}_name"] for k in numbers if k in found))
+    return (f"| {label} ({names}) | " + " | ".join(
+        " / ".join(f"{found[k][part][m]:.4f}" for m in metrics(k)) if k in found else "n/a" for k in numbers)
+        + f" |{trailing}")
+
+
+def quality_table(dataset):
+    numbers = numbers_of(dataset)
+    lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
+             + " |", "|---|" + "---|" * len(numbers)]
+    for method in plan.METHODS:
+        cells = [counted_cell(collect(method_runs(dataset, method), method, k), metrics_of(k)) for k in numbers]
+        lines.append(f"| {plan.LABELS[method]} | " + " | ".join(cells) + " |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, metrics_of, "trivial", "popularity / majority"))
+        lines.append(baseline_row(found, numbers, metrics_of))
+    return lines
+
+
+def storage_table(dataset):
+    numbers = numbers_of(dataset)
+    lines = ["| method | " + " | ".join(f"T{k}" for k in numbers) + " | all tasks |",
+             "|---|" + "---|" * (len(numbers) + 1)]
+    for method in plan.METHODS:
+        stored = [collect(method_runs(dataset, method), method, k) for k in numbers]
+        counts = [r[0]["stored_parameters"] if r else None for r in stored]
+        total = sum(v for v in counts if v is not None)
+        lines.append(f"| {plan.LABELS[method]} | " + " | ".join("n/a" if v is None else f"{v:,}" for v in counts)
+                     + f" | {total:,} |")
+    return lines
+
+
+def epochs_table(dataset):
+    """Epochs each stage trained and the epoch it kept (mean over seeds), and its wall time."""
+    rows = {}
+    for directory in sorted({d for m in plan.METHODS for d in method_runs(dataset, m)}):
+        for name, result in stage_results(directory).items():
+            if "epochs_trained" in result:
+                timing = load_json(archived(directory) / f"{name}.timing.json") or {}
+                rows.setdefault(name, []).append((result["epochs_trained"], result["best_epoch"],
+                                                  result["config"]["epochs"], timing.get("wall_seconds", np.nan)))
+    if not rows:
+        return ["(not run yet)"]
+    lines = ["| stage | runs | epochs trained (cap) | epoch kept | minutes per run |", "|---|---|---|---|---|"]
+    for name in sorted(rows, key=stage_order):
+        trained, kept, cap, wall = np.array(rows[name], dtype=float).T
+        lines.append(f"| {name} | {len(trained)} | {trained.mean():.1f} ({cap.max():.0f}) | {kept.mean():.1f} | "
+                     f"{np.nanmean(wall) / 60:.1f} |")
+    return lines
+
+
+def forgetting_table(directory, method):
+    table = forgetting_rows(directory, method)
+    if table is None:
+        return ["(not run yet)"]
+    stages = list(dict.fromkeys(table["stage"]))
+    lines = ["| task | " + " | ".join(stages) + " | after the last stage vs. its own |",
+             "|---|" + "---|" * (len(stages) + 1)]
+    for number, rows in table.groupby("task", sort=True):
+        metric = run_all.main_metric(number)
+        by_stage = dict(zip(rows["stage"], rows[metric]))
+        first, last = rows.iloc[0], rows.iloc[-1]
+        if len(rows) == 1:
+            verdict = "(no later stage)"
+        elif forgotten_nothing(rows):
+            verdict = "unchanged: " + run_all.task_verdict(rows.to_dict("records"))[1]
+        else:
+            verdict = f"{last[metric] - first[metric]:+.4f}"
+        lines.append(f"| T{number} {tasks.task(number).name} ({metric}) | "
+                     + " | ".join(f"{by_stage[s]:.4f}" if s in by_stage else "" for s in stages) + f" | {verdict} |")
+    return lines
+
+
+def forgetting_comparison(dataset):
+    """Every method with one shared model: each earlier task's drop in its main metric from its own
+    stage to the last stage, and the share of the parameters it reads that changed (mean ± std
+    over seeds). The methods with a model per task have nothing to forget."""
+    earlier = numbers_of(dataset)[:-1]
+    lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)} drop; parameters changed" for k in earlier)
+             + " |", "|---|" + "---|" * len(earlier)]
+    for method in (m for m in run_all.ONE_MODEL if m in plan.METHODS):
+        drops, changed = {k: [] for k in earlier}, {k: [] for k in earlier}
+        for directory in method_runs(dataset, method):
+            table = forgetting_rows(directory, method)
+            for k, rows in table.groupby("task") if table is not None else ():
+                if k in drops and len(rows) > 1:
+                    first, last, metric = rows.iloc[0], rows.iloc[-1], run_all.main_metric(k)
+                    drops[k].append({"drop": first[metric] - last[metric]})
+                    changed[k].append({"share": 1 - last["proof_identical"] / last["proof_compared"]})
+        cells = [f"{cell(drops[k], 'drop')}; {100 * spread(changed[k], 'share')[0]:.1f}% (n={len(drops[k])})"
+                 if drops[k] else "n/a" for k in earlier]
+        lines.append(f"| {plan.LABELS[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def claim_lines(dataset):
+    """Statements on the paper's claims, from the numbers and their spread over seeds."""
+    lines = []
+    conure_forgetting = forgetting_rows(run_dir(dataset, 0), "conure")
+    later_stages = conure_forgetting is not None and conure_forgetting.groupby("task").size().max() > 1
+    if later_stages:
+        kept = all(forgotten_nothing(rows) for _, rows in conure_forgetting.groupby("task"))
+        lines.append(f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** for Conure: every parameter an "
+                     "earlier task reads is bit-identical after every later stage, and its held-out scores hash the "
+                     "same (seed 0, every stage).")
+    sinmoall = forgetting_rows(run_dir(dataset, 0), "sinmoall")
+    if sinmoall is not None:
+        changes = {k: rows.iloc[-1][run_all.main_metric(k)] - rows.iloc[0][run_all.main_metric(k)]
+                   for k, rows in sinmoall.groupby("task") if len(rows) > 1}
+        drops = [f"T{k}" for k, change in changes.items() if change < 0]
+        lines.append(f"- **SinMoAll forgets**: after later stages the main metric of its earlier tasks moves by "
+                     f"{', '.join(f'T{k} {c:+.4f}' for k, c in changes.items())} (seed 0). Drops: "
+                     f"{', '.join(drops) or 'none'}.")
+    found = baselines(dataset)
+    if found:
+        for method in (m for m in ("conure", "finall") if m in plan.METHODS):
+            above = []
+            for k in numbers_of(dataset):
+                results = collect(method_runs(dataset, method), method, k)
+                for metric in (m for m in metrics_of(k) if m != "NDCG@5") if results and k in found else ():
+                    best = max(found[k]["trivial"][metric], found[k]["strong"][metric])
+                    mean, std, n = spread(results, metric)
+                    side = "above" if mean - std > best else "below" if mean + std < best else "level with"
+                    above.append(f"T{k} {metric} {side} ({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs "
+                                 f"{best:.4f}, n={n})")
+            if above:
+                lines.append(f"- {plan.LABELS[method]} against the better of the two simple baselines (mean ± std over "
+                             f"seeds against the baseline): {', '.join(above)}.")
+    later = [k for k in numbers_of(dataset) if k > 1]
+    for other in (m for m in ("sinmo", "finall", "peterrec", "finesmax", "sinmoall", "hat", "teracon") if m in plan.METHODS):
+        verdicts = []
+        for k in later:
+            mine = collect(method_runs(dataset, "conure"), "conure", k)
+            theirs = collect(method_runs(dataset, other), other, k)
+            if mine and theirs:
+                verdict, difference, noise = compare(mine, theirs, run_all.main_metric(k))
+                verdicts.append((k, verdict, difference, noise))
+        if verdicts:
+            tally = {v: sum(1 for _, x, _, _ in verdicts if x == v) for v in ("better", "tie", "worse", "one seed")}
+            detail = ", ".join(f"T{k} {d:+.4f} ({'one seed' if v == 'one seed' else f'spread {n:.4f}'})"
+                               for k, v, d, n in verdicts)
+            lines.append(f"- Conure vs {plan.LABELS[other]} on the later tasks: better on {tally['better']}, within the spread "
+                         f"on {tally['tie']}, worse on {tally['worse']}"
+                         + (f", not judged on {tally['one seed']} (one seed on a side)" if tally["one seed"] else "")
+                         + f" ({detail}).")
+    return lines + teracon_claim_lines(dataset, later)
+
+
+def teracon_claim_lines(dataset, later):
+    """TERACON's claim, that it beats Conure on the later tasks, judged with the spread over seeds."""
+    verdicts = []
+    for k in later:
+        mine = collect(method_runs(dataset, "teracon"), "teracon", k)
+        theirs = collect(method_runs(dataset, "conure"), "conure", k)
+        if mine and theirs:
+            verdicts.append((k, *compare(mine, theirs, run_all.main_metric(k))))
+    if not verdicts:
+        return []
+    better = [f"T{k}" for k, v, _, _ in verdicts if v == "better"]
+    judged = [k for k, v, _, _ in verdicts if v != "one seed"]
+    holds = ("is not judged yet (one seed on a side)" if not judged else "holds here" if len(better) == len(judged)
+             else "holds on part of them here" if better else "does not hold here")
+    return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds}: better beyond the spread "
+            f"on {', '.join(better) or 'no task'} of {len(judged)} judged "
+            f"({', '.join(f'T{k} {d:+.4f} vs spread {n:.4f}' for k, v, d, n in verdicts)})."]
+
+
+def heads_table():
+    """Conure's T4-T6 with each classification loss, from the same T1-T3 checkpoints."""
+    dataset = plan.HEADS["dataset"]
+    numbers = [k for k in numbers_of(dataset) if tasks.task(k).kind == "class"]
+    preset_run = collect(method_runs(dataset, "conure"), "conure", numbers[0]) if numbers else []
+    if not preset_run:
+        return ["(not run yet)"]
+    used = "softmax" if preset_run[0]["config"]["full_softmax"] else "logistic"
+    loss = "logistic" if used == "softmax" else "softmax"
+    runs = {used: [run_dir(dataset, s) for s in plan.HEADS["seeds"]], loss: [heads_dir(loss, s) for s in plan.HEADS["seeds"]]}
+    lines = ["| classification loss | " + " | ".join(f"T{k} {tasks.task(k).name} accuracy" for k in numbers) + " |",
+             "|---|" + "---|" * len(numbers)]
+    for name, directories in runs.items():
+        label = {"logistic": "logistic against one other label (the release)", "softmax": "full softmax"}[name]
+        cells = [counted_cell(collect(directories, "conure", k), ["accuracy"]) for k in numbers]
+        lines.append(f"| {label}{' (the preset)' if name == used else ''} | " + " | ".join(cells) + " |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, lambda k: ["accuracy"]))
+    return lines
+
+
+def paper_width_table():
+    dataset = plan.PAPER_WIDTH["dataset"]
+    numbers = numbers_of(dataset)
+    preset_config = first_t1_config(dataset)
+    lines = ["| Conure | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers) + " | stored parameters |",
+             "|---|" + "---|" * (len(numbers) + 1)]
+    for label, directories in ((f"{architecture_text(dataset)}, the preset", method_runs(dataset, "conure")),
+                               (f"{plan.PAPER_WIDTH['channels']} channels, {len(plan.PAPER_WIDTH['dilations'])} blocks",
+                                [paper_width_dir(s) for s in plan.PAPER_WIDTH["seeds"]])):
+        cells, stored = [], []
+        for k in numbers:
+            results = collect(directories, "conure", k)
+            cells.append(counted_cell(results, [run_all.main_metric(k)]))
+            stored.append(results[0]["stored_parameters"] if results else None)
+        total = "n/a (unfinished)" if None in stored else f"{sum(stored):,}"
+        config = t1_config(directories)
+        if config and preset_config and selection_text(config) != selection_text(preset_config):
+            label += f" (T1 selection: {selection_text(config)})"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {total} |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, lambda k: [run_all.main_metric(k)], trailing=" |"))
+    return lines
+
+
+def varied_table(spec, values, directory, label):
+    """Methods × setting rows (mean ± std over seeds of each task's main metric, n) beside the simple
+    baselines fitted on the same data (deterministic: every seed's run fits the same numbers)."""
+    numbers = numbers_of(spec["dataset"])
+    lines = [f"| {label} | method | T1 training users | " + " | ".join(
+        f"T{k} {run_all.main_metric(k)}" for k in numbers) + " |", "|---|---|---|" + "---|" * len(numbers)]
+    for value, fitted, methods in setting_results(spec, values, directory):
+        for method, found in methods.items():
+            users = f"{np.mean([r['n_train'] for r in found[1]]):,.0f}" if found[1] else "n/a"
+            lines.append(f"| {value:g} | {plan.LABELS[method]} | {users} | " + " | ".join(
+                counted_cell(found[k], [run_all.main_metric(k)]) for k in numbers) + " |")
+        for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
+            if fitted:
+                cells = [f"{baseline_mean(fitted, part, k):.4f}" for k in numbers]
+                lines.append(f"| {value:g} | {name} | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_table(spec, values, directory, label):
+    """Each method's place (see `place`) against the two simple baselines fitted on the same data,
+    per setting and task."""
+    numbers = numbers_of(spec["dataset"])
+    lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
+    for value, fitted, methods in setting_results(spec, values, directory):
+        for method, found in methods.items() if fitted else ():
+            lines.append(f"| {value:g} | {plan.LABELS[method]} | " + " | ".join(
+                verdict_cell(found[k], fitted, k) for k in numbers) + " |")
+    return lines
+
+
+def verdict_cell(results, fitted, k):
+    """'<against popularity or majority> / <against the strong baseline>', or the seed count below two."""
+    if len(results) < 2:
+        return f"(n={len(results)})"
+    return " / ".join(place(results, baseline_mean(fitted, part, k), run_all.main_metric(k))
+                      for part in ("trivial", "strong"))
+
+
+def verdict_lines(spec, values, directory, label):
+    return ["", "Against the simple baselines on the same data (popularity or majority / the strong one): above or "
+            "below when the gap is larger than the method's standard deviation over seeds plus the baseline's "
+            "standard error on the held-out users (sqrt(p(1 - p) / n)), else level.", ""] + \
+        verdict_table(spec, values, directory, label)
