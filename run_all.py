@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent
 METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec", "hat", "teracon")
 CHAIN_OPTIONS = ("channels", "dilations", "train_share", "min_item_count")  # set at each chain's first stage
 ONE_MODEL = ("conure", "sinmoall", "hat", "teracon")  # one model serves every task: each is scored after every later stage
+BASELINES_FILE = "simple_baselines.json"  # in Results/: the simple baselines, one entry per task and split
 
 def parse_tasks(text):
     """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
@@ -153,10 +154,10 @@ def run(args):
 def simple_baselines_of(task_data, number, out_dir, seed):
     """{"trivial": metrics, "strong": metrics, "strong_name": name} of the task's simple baselines
     (simple_baselines.py) on its split, computed once per out_dir and data and kept in
-    Results/simple_baselines.json."""
+    Results/BASELINES_FILE."""
     data = task_data[number]
     key = json.dumps([number, task_data.fingerprint(number), data.n_train, data.n_valid, data.n_test, seed])
-    path = out_dir / "Results" / "simple_baselines.json"
+    path = out_dir / "Results" / BASELINES_FILE
     known = checkpoint.read_json(path) if path.exists() else {}
     if key not in known:
         name, strong = simple_baselines.strong(data, seed)

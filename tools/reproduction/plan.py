@@ -4,9 +4,11 @@ Checkpoints stay under Data/Repro (not in git). Each run's results files (metric
 times, summaries: no data, no weights) are copied into results/, which is in git, and the report
 reads only results/: REPRODUCTION.md can be regenerated from a fresh clone, and later runs add to it.
 """
+import json
 import shutil
 from pathlib import Path
 
+import checkpoint
 import prepare_data
 import presets
 import run_all
@@ -34,10 +36,18 @@ SWEEP = {"dataset": "ml-1m", "tasks": "1-2", "ratios": [0.3, 0.5, 0.7, 0.9], "se
 # and a k-core filter of the TTL sample's items (none: the main runs).
 CURVES = {"dataset": "ml-1m", "shares": [0.125, 0.25, 0.5], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
 KCORE = {"dataset": "ttl-sample", "ks": [5, 20], "methods": ["conure", "finall"], "seeds": [0, 1, 2]}
+# The successors' later-task learning rate, chosen as Conure's was (on ML-1M's T2 validation slice,
+# seed 0, between two values; presets.TUNED records the choice): each value's run of T1-T2 starts
+# from the main seed-0 run's T1.
+SELECT = {"dataset": "ml-1m", "seed": 0, "rates": {"hat": [3e-4, 1e-3], "teracon": [1e-3, 3e-4]}}
+# HAT and TERACON as they ran before they trained as their released code does (the shared protocol:
+# the preset's Adam for the gates, batch 128, BPR heads, the current batch's relation ratio); made by
+# `git checkout cb5eea2 && python tools/reproduce.py run --methods=hat,teracon`, kept for comparison.
+SHARED_PROTOCOL = {"methods": ["hat", "teracon"], "commit": "cb5eea2"}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
-PARTS = ("main", "heads", "paper_width", "sweep", "curves", "kcore")
+PARTS = ("select", "main", "heads", "paper_width", "sweep", "curves", "kcore")
 
 
 def seeds_of(dataset, method):
@@ -47,6 +57,16 @@ def seeds_of(dataset, method):
 
 def run_dir(dataset, seed):
     return OUT / dataset / f"seed{seed}"
+
+
+def select_dir(method, rate):
+    """A run of the successors' learning-rate selection: T1-T2 at `rate`."""
+    return OUT / SELECT["dataset"] / f"select-{method}-lr{rate:g}-seed{SELECT['seed']}"
+
+
+def shared_protocol_runs(dataset, method):
+    """The folders of `method`'s runs under the shared protocol (SHARED_PROTOCOL), one per seed."""
+    return [OUT / dataset / f"shared-protocol-seed{seed}" for seed in seeds_of(dataset, method)]
 
 
 def paper_width_dir(seed):
@@ -77,13 +97,18 @@ def archived(directory):
 
 
 def archive():
-    """Copy the results files of every run under OUT into ARCHIVE (new or changed files only)."""
+    """Copy the results files of every run under OUT into ARCHIVE (new or changed files only). The
+    simple baselines' file keeps the entries archived before (a run of fewer tasks fits fewer)."""
     for results in sorted(OUT.glob("*/*/Results")):
         destination = archived(results.parent)
         for pattern in ARCHIVED:
             for source in sorted(results.glob(pattern)):
                 target = destination / source.name
-                if not target.exists() or target.read_bytes() != source.read_bytes():
+                if source.name == run_all.BASELINES_FILE and target.exists():
+                    merged = {**json.loads(target.read_text()), **json.loads(source.read_text())}
+                    if merged != json.loads(target.read_text()):
+                        checkpoint.write_json(merged, target)
+                elif not target.exists() or target.read_bytes() != source.read_bytes():
                     destination.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, target)
 
@@ -116,13 +141,15 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
     datasets = datasets or list(DATASETS)
     methods = methods or METHODS
     chosen = lambda seed_list: [s for s in seed_list if seeds is None or s in seeds]
+    yield from selection_experiments(datasets, methods, chosen, parts)
     first = [(d, m) for d in datasets for m in ("conure", "sinmoall") if m in methods]
     pairs = first + [(d, m) for d in datasets for m in methods if (d, m) not in first]
     for seed in sorted({s for d, m in pairs for s in chosen(seeds_of(d, m))}) if "main" in parts else ():
         for dataset, method in pairs:
             if seed in seeds_of(dataset, method):
                 yield (f"{dataset} {method} seed {seed}",
-                       run_all_args(dataset, run_dir(dataset, seed), method, seed, PRESET, tasks_text), None)
+                       run_all_args(dataset, run_dir(dataset, seed), method, seed, PRESET, tasks_text),
+                       selected_start(dataset, method, seed))
     heads = "heads" in parts and HEADS["dataset"] in datasets and "conure" in methods
     for seed in chosen(HEADS["seeds"]) if heads else ():
         loss = other_class_loss()
@@ -144,6 +171,34 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
     yield from data_size_experiments(datasets, methods, chosen, tasks_text, parts)
 
 
+def selection_experiments(datasets, methods, chosen, parts):
+    """The successors' runs of T1-T2 at each candidate learning rate (SELECT), each starting from the
+    main seed-0 run's T1 where it has finished."""
+    dataset, seed = SELECT["dataset"], SELECT["seed"]
+    wanted = "select" in parts and dataset in datasets and chosen([seed])
+    for method, rates in SELECT["rates"].items() if wanted else ():
+        for rate in rates if method in methods else ():
+            yield (f"{dataset} {method}, later tasks' learning rate {rate:g}, seed {seed}",
+                   run_all_args(dataset, select_dir(method, rate), method, seed, PRESET, "1-2",
+                                f"--later_learning_rate={rate:g}"),
+                   lambda method=method, rate=rate: share_stages(run_dir(dataset, seed), select_dir(method, rate),
+                                                                 [f"{method}_t1"]))
+
+
+def chosen_rate(method):
+    """The learning rate the converged preset gives `method`'s T2 on SELECT's data set (TUNED)."""
+    data = presets.DataSettings(DATASETS[SELECT["dataset"]]["data_dir"])
+    return presets.overrides(f"{method}_t2", PRESET, data)["learning_rate"]
+
+
+def selected_start(dataset, method, seed):
+    """For the main run that the selection's runs share T1 with: take T2 from the run at the chosen
+    rate (run_all reuses it, the settings being the same); None for every other run."""
+    if (dataset, seed) != (SELECT["dataset"], SELECT["seed"]) or method not in SELECT["rates"]:
+        return None
+    return lambda: share_stages(select_dir(method, chosen_rate(method)), run_dir(dataset, seed), [f"{method}_t2"])
+
+
 def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
     """The learning curves over training users and the k-core runs, seed by seed."""
     for part, spec, values, directory, option in (("curves", CURVES, CURVES.get("shares"), share_dir, "train_share"),
@@ -157,10 +212,11 @@ def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
                                         f"--{option}={value}"), None)
 
 
-def share_stages(source, destination):
-    """Start another run from a finished run's T1-T3 stages (run_all reuses them: same settings)."""
+def share_stages(source, destination, names=None):
+    """Start another run from a finished run's stages (default: T1-T3 of the classification-heads
+    runs); run_all reuses them where the settings are the same."""
     for kind, suffixes in (("Models", ("",)), ("Results", (".json", ".timing.json"))):
-        for name in HEADS["shared_stages"]:
+        for name in names or HEADS["shared_stages"]:
             for suffix in suffixes:
                 src, dst = source / kind / f"{name}{suffix}", destination / kind / f"{name}{suffix}"
                 if src.exists() and not dst.exists():

@@ -63,7 +63,7 @@ def counted_cell(results, metrics):
 def baselines(dataset, directory=None):
     """Simple baselines of every task, as run_all stored them in run `directory` (default: the
     seed-0 run; None before it ran)."""
-    path = archived(directory or run_dir(dataset, 0)) / "simple_baselines.json"
+    path = archived(directory or run_dir(dataset, 0)) / run_all.BASELINES_FILE
     if not path.exists():
         return None
     found = {}

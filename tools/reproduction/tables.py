@@ -5,8 +5,9 @@ import numpy as np
 import run_all
 import tasks
 from tools.reproduction import plan
-from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir
-from tools.reproduction.results import (architecture_text, baseline_mean, baselines, cell, collect, compare,
+from tools.reproduction.plan import (archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir,
+                                     shared_protocol_runs)
+from tools.reproduction.results import (architecture_text, baseline_mean, baselines, collect, compare,
                                         counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, load_json,
                                         metrics_of, numbers_of, place, selection_text, setting_results, spread,
                                         stage_order, stage_results, t1_config)
@@ -24,14 +25,40 @@ def quality_table(dataset):
     numbers = numbers_of(dataset)
     lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
              + " |", "|---|" + "---|" * len(numbers)]
-    for method in plan.METHODS:
-        cells = [counted_cell(collect(method_runs(dataset, method), method, k), metrics_of(k)) for k in numbers]
-        lines.append(f"| {plan.LABELS[method]} | " + " | ".join(cells) + " |")
+    rows = [(plan.LABELS[m], method_runs(dataset, m), m, True) for m in plan.METHODS]
+    rows += [(f"{plan.LABELS[m]}, shared protocol*", shared_protocol_runs(dataset, m), m, False)
+             for m in plan.SHARED_PROTOCOL["methods"] if m in plan.METHODS]
+    for label, directories, method, always in rows:
+        results = [collect(directories, method, k) for k in numbers]
+        if always or any(results):
+            lines.append(f"| {label} | " + " | ".join(counted_cell(r, metrics_of(k)) for r, k in zip(results, numbers))
+                         + " |")
     found = baselines(dataset)
     if found:
         lines.append(baseline_row(found, numbers, metrics_of, "trivial", "popularity / majority"))
         lines.append(baseline_row(found, numbers, metrics_of))
     return lines
+
+
+def selection_table():
+    """The successors' later-task learning rate (plan.SELECT): each candidate's best validation
+    score on T2 (seed 0), the epoch it was reached, and the one the preset keeps (presets.TUNED)."""
+    number, metric = 2, "MRR@5"
+    lines = [f"| method | learning rate of T2 | best validation {metric} on T2 (epoch) | kept |", "|---|---|---|---|"]
+    for method, rates in plan.SELECT["rates"].items():
+        for rate in rates:
+            result = load_json(archived(select_dir(method, rate)) / f"{method}_t{number}.json")
+            if result:
+                best = max(result["valid_curve"], key=lambda point: point[metric])
+                kept = "yes" if rate == result_rate_kept(method) else ""
+                lines.append(f"| {plan.LABELS[method]} | {rate:g} | {best[metric]:.4f} ({best['epoch']}) | {kept} |")
+    return lines if len(lines) > 2 else ["(not run yet)"]
+
+
+def result_rate_kept(method):
+    """The T2 learning rate of `method`'s main seed-0 run, as its results file records it."""
+    result = load_json(archived(run_dir(plan.SELECT["dataset"], plan.SELECT["seed"])) / f"{method}_t2.json")
+    return result["config"]["learning_rate"] if result else None
 
 
 def storage_table(dataset):
@@ -63,50 +90,6 @@ def epochs_table(dataset):
         trained, kept, cap, wall = np.array(rows[name], dtype=float).T
         lines.append(f"| {name} | {len(trained)} | {trained.mean():.1f} ({cap.max():.0f}) | {kept.mean():.1f} | "
                      f"{np.nanmean(wall) / 60:.1f} |")
-    return lines
-
-
-def forgetting_table(directory, method):
-    table = forgetting_rows(directory, method)
-    if table is None:
-        return ["(not run yet)"]
-    stages = list(dict.fromkeys(table["stage"]))
-    lines = ["| task | " + " | ".join(stages) + " | after the last stage vs. its own |",
-             "|---|" + "---|" * (len(stages) + 1)]
-    for number, rows in table.groupby("task", sort=True):
-        metric = run_all.main_metric(number)
-        by_stage = dict(zip(rows["stage"], rows[metric]))
-        first, last = rows.iloc[0], rows.iloc[-1]
-        if len(rows) == 1:
-            verdict = "(no later stage)"
-        elif forgotten_nothing(rows):
-            verdict = "unchanged: " + run_all.task_verdict(rows.to_dict("records"))[1]
-        else:
-            verdict = f"{last[metric] - first[metric]:+.4f}"
-        lines.append(f"| T{number} {tasks.task(number).name} ({metric}) | "
-                     + " | ".join(f"{by_stage[s]:.4f}" if s in by_stage else "" for s in stages) + f" | {verdict} |")
-    return lines
-
-
-def forgetting_comparison(dataset):
-    """Every method with one shared model: each earlier task's drop in its main metric from its own
-    stage to the last stage, and the share of the parameters it reads that changed (mean ± std
-    over seeds). The methods with a model per task have nothing to forget."""
-    earlier = numbers_of(dataset)[:-1]
-    lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)} drop; parameters changed" for k in earlier)
-             + " |", "|---|" + "---|" * len(earlier)]
-    for method in (m for m in run_all.ONE_MODEL if m in plan.METHODS):
-        drops, changed = {k: [] for k in earlier}, {k: [] for k in earlier}
-        for directory in method_runs(dataset, method):
-            table = forgetting_rows(directory, method)
-            for k, rows in table.groupby("task") if table is not None else ():
-                if k in drops and len(rows) > 1:
-                    first, last, metric = rows.iloc[0], rows.iloc[-1], run_all.main_metric(k)
-                    drops[k].append({"drop": first[metric] - last[metric]})
-                    changed[k].append({"share": 1 - last["proof_identical"] / last["proof_compared"]})
-        cells = [f"{cell(drops[k], 'drop')}; {100 * spread(changed[k], 'share')[0]:.1f}% (n={len(drops[k])})"
-                 if drops[k] else "n/a" for k in earlier]
-        lines.append(f"| {plan.LABELS[method]} | " + " | ".join(cells) + " |")
     return lines
 
 

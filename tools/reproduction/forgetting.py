@@ -1,0 +1,102 @@
+"""The report's forgetting tables: each task after every later stage, the comparison of every
+method with one shared model (backward transfer, the largest drop, the parameters a task reads that
+changed), and the gates of HAT and TERACON."""
+import metrics
+import run_all
+import tasks
+from tools.reproduction import plan
+from tools.reproduction.plan import archived, method_runs, shared_protocol_runs
+from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, numbers_of, own_stage,
+                                        spread)
+
+
+def forgetting_table(directory, method):
+    table = forgetting_rows(directory, method)
+    if table is None:
+        return ["(not run yet)"]
+    stages = list(dict.fromkeys(table["stage"]))
+    lines = ["| task | " + " | ".join(stages) + " | after the last stage vs. its own |",
+             "|---|" + "---|" * (len(stages) + 1)]
+    for number, rows in table.groupby("task", sort=True):
+        metric = run_all.main_metric(number)
+        by_stage = dict(zip(rows["stage"], rows[metric]))
+        first, last = rows.iloc[0], rows.iloc[-1]
+        if len(rows) == 1:
+            verdict = "(no later stage)"
+        elif forgotten_nothing(rows):
+            verdict = "unchanged: " + run_all.task_verdict(rows.to_dict("records"))[1]
+        else:
+            verdict = f"{last[metric] - first[metric]:+.4f}"
+        lines.append(f"| T{number} {tasks.task(number).name} ({metric}) | "
+                     + " | ".join(f"{by_stage[s]:.4f}" if s in by_stage else "" for s in stages) + f" | {verdict} |")
+    return lines
+
+
+def run_forgetting(table):
+    """One run's forgetting from its summary rows: BWT, and per earlier task its drop by the last
+    stage, its largest drop over every later stage and the share of the parameters it reads that
+    changed by the last stage."""
+    series = {k: list(rows[run_all.main_metric(k)]) for k, rows in table.groupby("task", sort=True)}
+    found = metrics.forgetting(series)
+    tasks_found = {}
+    for k, rows in table.groupby("task", sort=True):
+        if k in found["largest_drop"]:
+            last = rows.iloc[-1]
+            tasks_found[k] = {"drop": series[k][0] - series[k][-1], "largest": found["largest_drop"][k],
+                              "share": 1 - last["proof_identical"] / last["proof_compared"]}
+    return found["bwt"], tasks_found
+
+
+def comparison_rows(dataset):
+    """(label, run folders, method) of every method with one shared model, then the shared-protocol runs."""
+    rows = [(plan.LABELS[m], method_runs(dataset, m), m) for m in run_all.ONE_MODEL if m in plan.METHODS]
+    return rows + [(f"{plan.LABELS[m]}, shared protocol*", shared_protocol_runs(dataset, m), m)
+                   for m in plan.SHARED_PROTOCOL["methods"] if m in plan.METHODS]
+
+
+def forgetting_comparison(dataset):
+    """Every method with one shared model, mean ± std over seeds: the backward transfer (BWT), and for
+    each earlier task its drop by the last stage, its largest drop over every later stage and the share
+    of the parameters it reads that changed. The methods with a model per task have nothing to forget."""
+    earlier = numbers_of(dataset)[:-1]
+    lines = ["| method | BWT | " + " | ".join(f"T{k} {run_all.main_metric(k)}: drop / largest drop; parameters "
+                                            "changed" for k in earlier) + " |", "|---|---|" + "---|" * len(earlier)]
+    for label, directories, method in comparison_rows(dataset):
+        bwts, found = [], {k: [] for k in earlier}
+        for table in (forgetting_rows(d, method) for d in directories):
+            if table is not None and table.groupby("task").size().max() > 1:
+                bwt, per_task = run_forgetting(table)
+                bwts.append({"bwt": bwt})
+                for k, values in per_task.items():
+                    found.setdefault(k, []).append(values)
+        if not bwts:
+            continue
+        cells = [f"{cell(found[k], 'drop')} / {cell(found[k], 'largest')}; "
+                 f"{100 * spread(found[k], 'share')[0]:.1f}% (n={len(found[k])})" if found[k] else "n/a"
+                 for k in earlier]
+        lines.append(f"| {label} | {cell(bwts, 'bwt')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def gate_rows(directories, method, number, stage):
+    """Task `number`'s gate statistics recorded by `stage` in each run that has it."""
+    found = [load_json(archived(d) / f"{stage}.json") for d in directories]
+    return [r["gates"][f"T{number}"] for r in found if r and f"T{number}" in r.get("gates", {})]
+
+
+def gates_table(dataset, method):
+    """HAT's or TERACON's gates per task at its own stage and after the last stage, mean ± std over
+    seeds: the share of its gate embedding that changed sign since initialisation, of its channels
+    open at smax (gate > 0.5) and saturated (within 0.01 of 0 or 1), and HAT's regulariser."""
+    numbers, directories = numbers_of(dataset), method_runs(dataset, method)
+    keys = ["sign_changed", "open", "saturated"] + (["regulariser"] if method == "hat" else [])
+    lines = ["| task | after stage | " + " | ".join(k.replace("_", " ") + ("" if k == "regulariser" else " (%)")
+                                                   for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for k in numbers:
+        for stage in dict.fromkeys([own_stage(method, k), own_stage(method, numbers[-1])]):
+            found = [{key: g[key] * (1 if key == "regulariser" else 100) for key in keys}
+                     for g in gate_rows(directories, method, k, stage)]
+            if found:
+                lines.append(f"| T{k} {tasks.task(k).name} | {stage} | "
+                             + " | ".join(cell(found, key) for key in keys) + f" (n={len(found)}) |")
+    return lines if len(lines) > 2 else ["(not run yet)"]
