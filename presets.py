@@ -48,6 +48,8 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/tr
         "architecture": {"channels": 256, "dilations": [1, 4]},
         "t1": {"valid_positions": 20},
         "later": {"learning_rate": 3e-4},
+        # the successors' later tasks, chosen as Conure's: two values on T2's validation slice, seed 0
+        "methods": {"hat": {"later": {"learning_rate": 1e-3}}},
     },
     "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
         "name": "the TTL sample (10,000 users)",
