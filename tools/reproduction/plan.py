@@ -173,7 +173,7 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
 
 def selection_experiments(datasets, methods, chosen, parts):
     """The successors' runs of T1-T2 at each candidate learning rate (SELECT), each starting from the
-    main seed-0 run's T1 where it has finished."""
+    T1 of the main seed-0 run or of an earlier candidate, where one has finished."""
     dataset, seed = SELECT["dataset"], SELECT["seed"]
     wanted = "select" in parts and dataset in datasets and chosen([seed])
     for method, rates in SELECT["rates"].items() if wanted else ():
@@ -181,8 +181,14 @@ def selection_experiments(datasets, methods, chosen, parts):
             yield (f"{dataset} {method}, later tasks' learning rate {rate:g}, seed {seed}",
                    run_all_args(dataset, select_dir(method, rate), method, seed, PRESET, "1-2",
                                 f"--later_learning_rate={rate:g}"),
-                   lambda method=method, rate=rate: share_stages(run_dir(dataset, seed), select_dir(method, rate),
-                                                                 [f"{method}_t1"]))
+                   lambda method=method, rate=rate: share_t1(method, rate))
+
+
+def share_t1(method, rate):
+    """A selection run starts from the first finished T1 of the main seed-0 run and the candidates."""
+    sources = [run_dir(SELECT["dataset"], SELECT["seed"])] + [select_dir(method, r) for r in SELECT["rates"][method]]
+    for source in sources:
+        share_stages(source, select_dir(method, rate), [f"{method}_t1"])
 
 
 def chosen_rate(method):
