@@ -60,3 +60,7 @@ def main(argv=None):
         if unknown:
             parser.error(f"--{name}: unknown {', '.join(sorted(unknown))} (known: {', '.join(known)})")
     (run if args.command == "run" else report)(args)
+
+
+if __name__ == "__main__":
+    main()
