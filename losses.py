@@ -12,6 +12,10 @@ from keras import ops
 
 # Logit given to sampled candidates that equal the true label ("accidental hits").
 ACCIDENTAL_HIT_LOGIT = -1e9
+# How the sampled softmax sums over the true and the sampled logits: "concat" (the release's, one
+# matrix with the true logit as its first column) or "split" (the sampled logits' sum plus the true
+# logit's term; the same function, other float roundings, fewer passes over the logits' memory).
+SAMPLED_SUMS = ("concat", "split")
 
 
 def log_uniform_log_expected_count(ids, num_tries, n_classes):
@@ -103,11 +107,12 @@ def full_softmax(hidden, labels, weight, bias, chunk=0):
     return softmax_cross_entropy(ops.cast(logits, "float32") + bias, labels)
 
 
-def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries):
+def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries, sums="concat"):
     """Per-position sampled softmax loss as tf.nn.sampled_softmax_loss computes it.
 
     hidden [N, C], labels [N], weight [V, C], bias [V], sampled [S] unique ids shared by all
     positions. Accidental hits are removed and log expected counts subtracted (logQ correction).
+    `sums`: one of SAMPLED_SUMS.
     """
     n_classes = weight.shape[0]
     true_logit = ops.sum(ops.cast(hidden, "float32") * ops.take(weight, labels, axis=0), axis=-1)
@@ -118,16 +123,28 @@ def sampled_softmax(hidden, labels, weight, bias, sampled, num_tries):
     sampled_logits = sampled_logits - log_uniform_log_expected_count(sampled, num_tries, n_classes)
     hits = ops.expand_dims(labels, 1) == ops.expand_dims(sampled, 0)
     sampled_logits = ops.where(hits, ACCIDENTAL_HIT_LOGIT, sampled_logits)
+    if sums == "split":
+        return logsumexp_with(true_logit, sampled_logits) - true_logit
     logits = ops.concatenate([ops.expand_dims(true_logit, 1), sampled_logits], axis=1)
     return ops.logsumexp(logits, axis=1) - true_logit
 
 
-def next_item_loss(hidden, batch, weight, bias, chunk=0):
-    """T1: sampled softmax if the batch carries candidates, else the full softmax."""
+def logsumexp_with(first, rest):
+    """logsumexp over the columns of [first[:, None], rest] without building that matrix, so the
+    compiler can fuse `rest`'s elementwise producers into each of its two passes."""
+    top = ops.stop_gradient(ops.maximum(first, ops.max(rest, axis=1)))
+    total = ops.exp(first - top) + ops.sum(ops.exp(rest - ops.expand_dims(top, 1)), axis=1)
+    return top + ops.log(total)
+
+
+def next_item_loss(hidden, batch, weight, bias, chunk=0, sampled_sums="concat"):
+    """T1: sampled softmax if the batch carries candidates (`sampled_sums`: SAMPLED_SUMS), else the
+    full softmax."""
     hidden = ops.reshape(hidden, (-1, hidden.shape[-1]))
     labels = ops.reshape(batch["labels"], (-1,))
     if "sampled" in batch:
-        per_position = sampled_softmax(hidden, labels, weight, bias, batch["sampled"], batch["num_tries"])
+        per_position = sampled_softmax(hidden, labels, weight, bias, batch["sampled"], batch["num_tries"],
+                                       sampled_sums)
     else:
         per_position = full_softmax(hidden, labels, weight, bias, chunk)
     return weighted_mean(per_position, ops.reshape(batch["weights"], (-1,)))

@@ -34,6 +34,11 @@ def owned_kernel(kernel, owner, task, phase):
     return frozen + kernel * ops.cast(owner == trainable_owner, kernel.dtype)
 
 
+# How a causal conv computes: "matmul" (the default: one matmul over the kernel's shifted copies of
+# the input) or "conv" (the backend's dilated convolution: the same function, other float roundings).
+CONV_OPS = ("matmul", "conv")
+
+
 class MaskedCausalConv1D(keras.layers.Layer):
     """Causal dilated 1-D convolution (no bias) whose kernel is shared among tasks by ownership.
 
@@ -45,6 +50,7 @@ class MaskedCausalConv1D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.dilation = filters, kernel_size, dilation
         self.task, self.phase = 1, "train"
+        self.op = "matmul"  # one of CONV_OPS
 
     def build(self, input_shape):
         shape = (self.kernel_size, input_shape[-1], self.filters)
@@ -60,6 +66,8 @@ class MaskedCausalConv1D(keras.layers.Layer):
         length = ops.shape(x)[1]
         reach = (self.kernel_size - 1) * self.dilation
         padded = ops.pad(x, [[0, 0], [reach, 0], [0, 0]])
+        if self.op == "conv":
+            return ops.conv(padded, ops.cast(kernel, x.dtype), padding="valid", dilation_rate=self.dilation)
         taps = [padded[:, j * self.dilation : j * self.dilation + length, :] for j in range(self.kernel_size)]
         stacked = ops.concatenate(taps, axis=-1) if len(taps) > 1 else taps[0]
         flat_kernel = ops.reshape(ops.cast(kernel, x.dtype), (-1, self.filters))
@@ -271,6 +279,7 @@ class ConureModel(keras.Model):
         self.smax = None  # the gates' s at inference
         self.gate_position = "conv"  # where the gates sit in each block (gates.POSITIONS)
         self.softmax_chunk = 0  # full softmax over item chunks of this size when a head is larger
+        self.sampled_sums = "concat"  # how T1's sampled softmax sums its logits (losses.SAMPLED_SUMS)
 
     def add_head(self, task, head):
         head.build((None, self.backbone.channels))
@@ -361,7 +370,8 @@ class ConureModel(keras.Model):
         head, s = self.head(task), batch.get("s")
         if task == 1:
             hidden = self.hidden(batch["tokens"], task, phase, s)
-            return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk) + head.penalty()
+            return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk,
+                                         self.sampled_sums) + head.penalty()
         user = self.user(batch["tokens"], task, phase, s)
         loss = losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk, head.biases(zeros=False))
         return loss + head.penalty()

@@ -403,13 +403,16 @@ def jax_step(loss_fn, variables, frozen, optimizer, scales=None, rules=None):
 
     def split():
         compiled_gradients = jax.jit(lambda *args: grads_of(*args)[1])
-        compiled_apply = jax.jit(apply, donate_argnums=(0, 2))
+        # Donated inputs in the order of the outputs, so each new array takes its old one's memory
+        # (in another order XLA copies the tables to keep the inputs it still reads).
+        compiled_apply = jax.jit(lambda values, optimizer_values, grads: apply(optimizer_values, grads, values),
+                                 donate_argnums=(0, 1))
 
         def gradients(batch):
             return jax.block_until_ready(compiled_gradients(current(variables), current(frozen), shard_batch(batch)))
 
         def apply_grads(grads):
-            assign(*jax.block_until_ready(compiled_apply(current(optimizer.variables), grads, current(variables))))
+            assign(*jax.block_until_ready(compiled_apply(current(variables), current(optimizer.variables), grads)))
 
         return gradients, apply_grads
 

@@ -43,6 +43,23 @@ def test_sampled_softmax_matches_brute_force_with_accidental_hits():
     np.testing.assert_allclose(ops.convert_to_numpy(got), want, rtol=1e-5)
 
 
+def test_split_sums_give_the_sampled_softmax_and_its_gradients_of_the_concatenated_logits():
+    rng = np.random.default_rng(1)
+    hidden = keras.Variable(rng.normal(size=(6, 4)).astype("float32"))
+    weight = keras.Variable(rng.normal(size=(12, 4)).astype("float32"))
+    bias = keras.Variable(rng.normal(size=12).astype("float32"))
+    labels, sampled = np.array([0, 3, 5, 5, 11, 2]), np.array([5, 0, 7, 9])  # hits for labels 0 and 5
+    variables = [hidden, weight, bias]
+
+    def loss(sums):
+        return lambda: ops.mean(losses.sampled_softmax(hidden, labels, weight, bias, sampled, np.float32(9.0), sums))
+
+    concat, split = loss_and_grads(loss("concat"), variables), loss_and_grads(loss("split"), variables)
+    assert split[0] == pytest.approx(concat[0], rel=1e-6)
+    for got, want in zip(split[1], concat[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_full_softmax_next_item_loss_is_mean_cross_entropy_over_counted_positions():
     rng = np.random.default_rng(1)
     hidden = rng.normal(size=(2, 3, 4)).astype("float32")

@@ -24,6 +24,15 @@ def test_conv_matches_a_reference_dilated_causal_convolution(dilation):
     np.testing.assert_allclose(y, causal_conv(x, ops.convert_to_numpy(layer.kernel), dilation), atol=1e-5)
 
 
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_the_backends_dilated_convolution_op_matches_the_reference_too(dilation):
+    layer = MaskedCausalConv1D(5, 3, dilation)
+    layer.op = "conv"
+    x = np.random.default_rng(1).normal(size=(2, 11, 4)).astype("float32")
+    y = ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(y, causal_conv(x, ops.convert_to_numpy(layer.kernel), dilation), atol=1e-5)
+
+
 def test_backbone_output_at_i_depends_on_inputs_up_to_i_only(model):
     tokens = np.random.default_rng(1).integers(3, 30, size=(1, 20)).astype("int32")
     base = ops.convert_to_numpy(model(tokens))

@@ -2,6 +2,7 @@
 
     python tools/bench.py --scale=small             # training and evaluation (the default case, "train")
     python tools/bench.py --scale=ttl --steps=2     # full TTL scale (645,974 items): a few steps on a CPU
+    python tools/bench.py --case=profile --scale=sample  # T1's step part by part against the matmul peak
     python tools/bench.py --case=memory --scale=ttl # the memory model at batch 32 and 256, nothing run
     python tools/bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
     python tools/bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
@@ -32,6 +33,9 @@ import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python tools/bench.py` imports the project's modules from the root
+
+from tools import peak  # noqa: E402
+from tools import step_profile  # noqa: E402
 
 SEQ_LEN = 100
 FULL_LINE_SHARE = 0.25        # TTL: about a quarter of users fill all 100 slots ...
@@ -169,10 +173,15 @@ class Row:
     xla: bool | None = None     # None: the stage default
     table_update: str = "dense"  # trainer.TABLE_UPDATES
     tensorflow_only: bool = False
+    sampled_sums: str = "concat"  # losses.SAMPLED_SUMS
+    conv_op: str = "matmul"       # nextitnet.CONV_OPS
 
 
 ROWS = [
     Row("T1 sampled softmax"),
+    Row("T1 sampled, split sums", sampled_sums="split"),
+    Row("T1 sampled, conv op", conv_op="conv"),
+    Row("T1 sampled, split sums, conv op", sampled_sums="split", conv_op="conv"),
     Row("T1 sampled, constant batch", constant=True),
     Row("T1 sampled", precision="mixed_bfloat16"),
     Row("T1 sampled, XLA off", xla=False, tensorflow_only=True),
@@ -187,17 +196,25 @@ SCALES = {  # generated data and model of each scale; "rows": the ROWS it runs (
     "small": {"items": 20_000, "users": 4_000, "channels": 128, "dilations": [1, 4, 1, 4], "batch": 32, "steps": 8},
     "sample": {"items": 123_729, "users": 10_000, "channels": 256, "dilations": [1, 4] * 4, "batch": 32, "steps": 8},
     "ttl": {"items": 645_974, "users": 20_000, "channels": 256, "dilations": [1, 4] * 4, "batch": 32, "steps": 30,
-            "rows": ("T1 sampled softmax", "T1 sampled, Adam rows sparse", "T1 sampled, lazy Adam (deviation)",
+            "rows": ("T1 sampled softmax", "T1 sampled, split sums", "T1 sampled, split sums, conv op",
+                     "T1 sampled, Adam rows sparse", "T1 sampled, lazy Adam (deviation)",
                      "T1 full softmax, chunked"), "isolate": True},
 }
 TTL_TRAIN_USERS = int(1_450_000 * 0.8)
 T2_TARGETS = 17_880
 SEQ_POSITIONS = 100  # T1 positions per line
+EVAL_CHUNK = 65_536  # evaluation's item chunk (the stage default)
 
 
 def conv_flops(positions, channels, dilations, kernel_size=3):
     """Forward FLOPs of the residual stack: two convs per block, 2*k*C*C per position each."""
     return 2 * len(dilations) * 2 * kernel_size * channels * channels * positions
+
+
+def user_positions(scale, tokens):
+    """Positions the backbone computes for a user representation: only the receptive field of the
+    last position (ConureModel.user), at most the `tokens` given."""
+    return min(tokens, 1 + sum((3 - 1) * 3 * d for d in scale["dilations"]))
 
 
 def softmax_chunk(scale):
@@ -207,12 +224,46 @@ def softmax_chunk(scale):
     return min(stage.DEFAULTS["softmax_chunk"], max(scale["items"] // 4, 1))
 
 
+def head_classes(row, scale):
+    """Columns of one softmax matmul of a T1 row: the sampled negatives, every item, or one chunk."""
+    return {"sampled": int(0.2 * scale["items"]), "full": scale["items"],
+            "chunked": softmax_chunk(scale)}[row.loss]
+
+
 def row_flops(row, scale, batch):
-    positions = batch * SEQ_POSITIONS
+    """Forward matmul FLOPs of one step: the convolutions, and T1's softmax over every item (or the
+    sampled ones). T2's user representation needs the receptive field only."""
     if row.task == 2:
-        return conv_flops(batch * (SEQ_POSITIONS + 1), scale["channels"], scale["dilations"])
+        return conv_flops(batch * user_positions(scale, SEQ_POSITIONS + 1), scale["channels"], scale["dilations"])
+    positions = batch * SEQ_POSITIONS
     classes = int(0.2 * scale["items"]) if row.loss == "sampled" else scale["items"]
     return conv_flops(positions, scale["channels"], scale["dilations"]) + 2 * positions * classes * scale["channels"]
+
+
+def row_matmuls(row, scale, batch):
+    """(m, k, n) of a row's largest matmuls, for the peak's sweep: the convolution as one matmul
+    over the kernel's taps, and T1's softmax."""
+    channels = scale["channels"]
+    if row.task == 2:
+        return [(batch * user_positions(scale, SEQ_POSITIONS + 1), 3 * channels, channels)]
+    positions = batch * SEQ_POSITIONS
+    return [(positions, 3 * channels, channels), (positions, channels, head_classes(row, scale))]
+
+
+def eval_flops_per_user(scale):
+    """Forward FLOPs of ranking one held-out T1 user: the receptive field of the last of its
+    SEQ_POSITIONS inputs, then a score for every item."""
+    positions = user_positions(scale, SEQ_POSITIONS)
+    return conv_flops(positions, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]
+
+
+def eval_matmuls(scale):
+    """(m, k, n) of evaluation's largest matmuls: one block of users' convolution, its scores."""
+    import stage
+
+    users, channels = stage.EVAL_BLOCK, scale["channels"]
+    columns = min(scale["items"], EVAL_CHUNK)
+    return [(users * user_positions(scale, SEQ_POSITIONS), 3 * channels, channels), (users, channels, columns)]
 
 
 # ----------------------------------------------------------------------------- memory model
@@ -290,66 +341,6 @@ def peak_memory_mb():
     return resident_mb()[1]
 
 
-# ----------------------------------------------------------------------------- matmul peak
-
-# Dense peaks of vendors' data sheets, TFLOP/s: float32, TF32 (XLA may run float32 matmuls on
-# TF32 tensor cores), bfloat16. Matched against the device name, first match wins.
-DATA_SHEET_TFLOPS = {
-    "H100 PCIe": (51.2, 378.0, 756.0),
-    "H100": (66.9, 494.7, 989.4),
-    "H200": (66.9, 494.7, 989.4),
-    "A100": (19.5, 156.0, 312.0),
-    "L4": (30.3, 60.0, 121.0),
-}
-
-
-def matmul_peak(dtype, n=4096, repeats=5):
-    """TFLOP/s of a plain n x n x n matmul on this device: compiled on its own (nothing fused into
-    it), its result materialised in device memory and waited for; best of `repeats`."""
-    import keras
-
-    a = keras.random.normal((n, n), dtype=dtype, seed=0)
-    b = keras.random.normal((n, n), dtype=dtype, seed=1)
-    if keras.backend.backend() == "jax":
-        import jax
-
-        multiply = jax.jit(jax.numpy.matmul)
-        run = lambda: multiply(a, b).block_until_ready()  # noqa: E731
-    else:
-        import tensorflow as tf
-
-        multiply = tf.function(tf.linalg.matmul)
-        run = lambda: multiply(a, b)[0, 0].numpy()  # noqa: E731  reading one element waits for all of it
-    run()
-    best = min(_timed(run) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e12
-
-
-def device_ceiling(device):
-    """(float32, bfloat16) TFLOP/s the device cannot exceed, and where the figure comes from: the
-    data sheet of a known GPU, else for a CPU cores x clock x 2 FMA units x SIMD lanes x 2."""
-    for name, (fp32, tf32, bf16) in DATA_SHEET_TFLOPS.items():
-        if name in device:
-            return (max(fp32, tf32), bf16), f"{name} data sheet (float32 {fp32}, TF32 {tf32}, bfloat16 {bf16})"
-    if not device.startswith("CPU"):
-        return None, "no data-sheet figure for this device"
-    import trainer
-
-    info = trainer.cpu_info()
-    flags, mhz = info["flags"], info["mhz"]
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    fp32 = len(mhz) * max(mhz) * 1e6 * 2 * lanes * 2 / 1e12
-    bf16 = 2 * fp32 if "avx512_bf16" in flags else fp32
-    return (fp32, bf16), (f"{len(mhz)} cores x {max(mhz):,.0f} MHz x 2 FMA x {lanes} float32 lanes x 2 "
-                          "(an upper bound: some cores have one FMA unit, or half-width ones)")
-
-
-def share_of_peak(achieved, peak):
-    """"43%", or "n/a*" when the achieved rate is above the peak: then the peak or the FLOP count
-    is wrong, and the table shows no share rather than an impossible one."""
-    return f"{achieved / peak:.0%}" if achieved <= peak else "n/a*"
-
-
 def _timed(fn):
     start = time.perf_counter()
     fn()
@@ -381,17 +372,17 @@ def bench_data(scale, rng):
 
 
 def time_steps(step, data, config, steps, constant):
-    """Steps per second of real training steps (after two compile/warm-up steps)."""
+    """(steps per second over the timed steps, the fastest step's seconds), after two compile and
+    warm-up steps. The share of the peak uses the fastest step, as the peak is the fastest of its
+    repeats: a shared machine's speed can change within a run."""
     import data_loader
 
     batches = data_loader.prefetched(data.train_batches(config, epoch=0))
     first = next(batches)
     for _ in range(2):
         step(first)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(first if constant else next(batches))
-    return steps / (time.perf_counter() - start)
+    seconds = [_timed(lambda: step(first if constant else next(batches))) for _ in range(steps)]
+    return steps / sum(seconds), min(seconds)
 
 
 def time_split(step, data, config, steps):
@@ -412,50 +403,87 @@ def time_split(step, data, config, steps):
     return {"data": data_s, "forward/backward": backward_s, "optimizer": optimizer_s}
 
 
-def time_eval(model, data, config, steps):
+def time_eval(model, data, config, steps, repeats=3):
+    """Held-out users per second of stage.evaluate over `steps` batches: the fastest of `repeats`."""
     import stage
 
     tokens, truth = data.test_inputs()
     capped = {**config, "eval_cap": config["eval_batch_size"] * steps}
     stage.evaluate(model, 1, data, {**capped, "eval_cap": config["eval_batch_size"]})  # compile
-    seconds = _timed(lambda: stage.evaluate(model, 1, data, capped))
+    seconds = min(_timed(lambda: stage.evaluate(model, 1, data, capped)) for _ in range(repeats))
     return min(len(tokens), capped["eval_cap"]) / seconds
+
+
+def build_row(row, scale, seed):
+    """(model, its trainer.TrainStep, task data, config, xla) of a row, freshly built."""
+    import trainer  # noqa: I001  first: it silences TensorFlow's start-up messages
+
+    import keras
+
+    import stage
+
+    t1, t2 = bench_data(scale, np.random.default_rng(seed))
+    chunk = softmax_chunk(scale) if row.loss == "chunked" else 0
+    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
+              "batch_size": scale["batch"], "exclude_padding": False, "precision": row.precision,
+              "softmax_chunk": chunk, "full_softmax": row.loss in ("full", "chunked")}
+    xla = (keras.backend.backend() == "tensorflow" and stage.DEFAULTS["xla"]) if row.xla is None else row.xla
+    model = stage.build_model(t1.vocab.size, config, [
+        {"task": 1, "n_targets": t1.n_targets, "l2": 0.0}, {"task": 2, "n_targets": T2_TARGETS, "l2": 0.02}][:row.task])
+    model.softmax_chunk, model.sampled_sums = chunk, row.sampled_sums
+    for conv in model.backbone.convs:
+        conv.op = row.conv_op
+    model.set_trainable(row.task, shared=row.task == 1)
+    step = trainer.TrainStep(lambda b: model.task_loss(b, row.task, "train"), model.trainable_variables,
+                             model.variables, trainer.adam(1e-4), xla=xla, table_update=row.table_update)
+    return model, step, t1 if row.task == 1 else t2, config, xla
 
 
 def measure_row(row, scale, seed):
     """One row's raw figures: steps/s, achieved TFLOP/s, time split, memory (this process's)."""
     import gc
 
+    import trainer  # noqa: F401, I001  first: it silences TensorFlow's start-up messages
+
     import keras
 
-    import stage
-    import trainer
-
-    t1, t2 = bench_data(scale, np.random.default_rng(seed))
     batch, steps = scale["batch"], scale["steps"]
-    backend = keras.backend.backend()
-    chunk = softmax_chunk(scale) if row.loss == "chunked" else 0
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
-              "batch_size": batch, "exclude_padding": False, "precision": row.precision, "softmax_chunk": chunk,
-              "full_softmax": row.loss in ("full", "chunked")}
-    xla = (backend == "tensorflow" and stage.DEFAULTS["xla"]) if row.xla is None else row.xla
     keras.backend.clear_session()
     gc.collect()
     reset_peak_memory()
     start_mb = resident_mb()[0]
-    model = stage.build_model(t1.vocab.size, config, [
-        {"task": 1, "n_targets": t1.n_targets, "l2": 0.0}, {"task": 2, "n_targets": T2_TARGETS, "l2": 0.02}][:row.task])
-    model.softmax_chunk = chunk
-    model.set_trainable(row.task, shared=row.task == 1)
-    step = trainer.TrainStep(lambda b: model.task_loss(b, row.task, "train"), model.trainable_variables,
-                             model.variables, trainer.adam(1e-4), xla=xla, table_update=row.table_update)
-    data = t1 if row.task == 1 else t2
-    rate = time_steps(step, data, config, steps, row.constant)
+    model, step, data, config, xla = build_row(row, scale, seed)
+    rate, fastest = time_steps(step, data, config, steps, row.constant)
     split = time_split(step, data, config, steps)
-    return {"case": row.name, "backend": backend + (" +XLA" if xla else ""), "rate": rate,
-            "tflops": 3 * row_flops(row, scale, batch) * rate / 1e12,  # forward + backward ~ 3x the forward matmuls
+    chunk = config["softmax_chunk"]
+    return {"case": row.name, "backend": _backend_label(xla), "rate": rate, "fastest_s": fastest,
+            "tflops": 3 * row_flops(row, scale, batch) / fastest / 1e12,  # forward + backward ~ 3x the forward matmuls
             "split": split, "start_mb": start_mb, "peak_mb": peak_memory_mb(),
             "model_mb": sum(memory_model(scale, row, batch, chunk).values()) / 2**20}
+
+
+def case_profile(args) -> None:
+    """T1's sampled step (--row, default the first) part by part against the matmul peak."""
+    scale = {**SCALES[args.scale], **{k: v for k, v in (("batch", args.batch),) if v}}
+    row = next(r for r in ROWS if r.name == (args.row or [ROWS[0].name])[0])
+    if row.task != 1 or row.loss != "sampled":
+        raise SystemExit(f"--case=profile takes a T1 sampled-softmax row, not {row.name!r}")
+    model, step, data, config, xla = build_row(row, scale, args.seed)
+    device = _device_name()
+    best = peak.measure("float32", row_matmuls(row, scale, scale["batch"]))
+    rows = step_profile.profile(model, step, data, config, xla, best)
+    print(f"{row.name} at scale {args.scale} ({scale['items']:,} items, {scale['channels']} channels, "
+          f"{len(scale['dilations'])} blocks, batch {scale['batch']}), {device}, {_backend_label(xla)}; "
+          f"each part compiled on its own, best of {step_profile.ROUNDS} interleaved rounds")
+    _print_rows(rows)
+    print(f"\nmatmul peak: float32 {best.describe()}; lost ms: the part's time less its matmul FLOPs at the peak")
+    print(f"holds the step back: {step_profile.holding_back(rows)}")
+
+
+def _backend_label(xla):
+    import keras
+
+    return keras.backend.backend() + (" +XLA" if xla else "")
 
 
 _MEASURE_ROW = (
@@ -467,57 +495,85 @@ _MEASURE_ROW = (
 
 
 def case_train(args) -> None:
-    """steps/s, time split, memory and achieved TFLOP/s of Conure stages and evaluation vs a measured matmul peak."""
+    """steps/s, time split, memory and achieved TFLOP/s of Conure stages and evaluation vs the matmul peak."""
     scale = {**SCALES[args.scale], **{k: v for k, v in (("batch", args.batch), ("steps", args.steps)) if v}}
     wanted = args.row or scale.get("rows", [r.name for r in ROWS])
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     rows = [r for r in ROWS if r.name in wanted and not (r.tensorflow_only and backend != "tensorflow")]
-    if args.isolate or scale.get("isolate"):  # each row in a fresh interpreter: its own peak memory
+    isolate = args.isolate or scale.get("isolate")
+    if isolate:  # each row in a fresh interpreter: its own peak memory
         measured = []
         for row in rows:
             print(f"measuring {row.name} ...", file=sys.stderr, flush=True)
             measured.append(_run_python(_MEASURE_ROW, row.name, json.dumps(scale), args.seed))
     else:
         measured = [measure_row(row, scale, args.seed) for row in rows]
-
-    import stage
-
+    eval_rate = measure_eval(scale, args.seed)
     device = _device_name()
-    peaks = {"float32": matmul_peak("float32"), "mixed_bfloat16": matmul_peak("bfloat16")}
-    batch = scale["batch"]
-    table = []
-    for row, m in zip(rows, measured):
-        peak = peaks[row.precision]
-        table.append({"case": row.name, "backend": m["backend"], "device": device, "dtype": row.precision,
-                      "batch": str(batch), "steps/s": _rate(m["rate"]), "seq/s": _rate(m["rate"] * batch),
-                      **{f"{part} ms": f"{seconds * 1e3:,.0f}" for part, seconds in m["split"].items()},
-                      "step ms": f"{1e3 / m['rate']:,.0f}", "TFLOP/s": f"{m['tflops']:.3f}",
-                      "peak TFLOP/s": f"{peak:.3f}", "of peak": share_of_peak(m["tflops"], peak),
-                      "TTL epoch": _minutes(TTL_TRAIN_USERS / batch / m["rate"]) if row.task == 1 else "-",
-                      "start MB": f"{m['start_mb']:,.0f}", "peak MB": f"{m['peak_mb']:,.0f}",
-                      "model MB": f"{m['model_mb']:,.0f}"})
-    _print_rows(table)
-    if any(r["of peak"] == "n/a*" for r in table):
-        print("* above the measured matmul peak: the peak probe or the FLOP count is wrong, so no share is shown")
-    ceiling, source = device_ceiling(device)
-    print(f"\nmatmul probe: float32 {peaks['float32']:.3f}, bfloat16 {peaks['mixed_bfloat16']:.3f} TFLOP/s; "
-          f"device ceiling: {source}" + (f": float32 {ceiling[0]:.3f}, bfloat16 {ceiling[1]:.3f}" if ceiling else ""))
-    if ceiling and (peaks["float32"] > ceiling[0] or peaks["mixed_bfloat16"] > ceiling[1]):
-        print("warning: the probe exceeds what the device can do; it does not measure a matmul")
+    peaks = measure_peaks(rows, scale)
+    _print_rows([train_row(row, m, scale, device, peaks[row.precision]) for row, m in zip(rows, measured)])
+    print_peaks(peaks, device)
     print("time split: each part run on its own, one batch at a time (a real step overlaps the data with the step "
           "and fuses the rest).\nmodel MB: memory_model()'s estimate, to set against peak MB - start MB"
-          + (" (each row ran in its own interpreter)" if args.isolate or scale.get("isolate") else
+          + (" (each row ran in its own interpreter)" if isolate else
              " (rows share this process: start MB holds what earlier rows left; --isolate avoids it)"))
-    t1, _ = bench_data(scale, np.random.default_rng(args.seed))
+    eval_tflops = eval_flops_per_user(scale) * eval_rate / 1e12
+    mode = "item-chunked ranking" if scale["items"] > EVAL_CHUNK else "score matrix"
+    print(f"\nT1 evaluation ({mode}, batch 256): {eval_rate:,.0f} users/s, {eval_tflops:.3f} TFLOP/s "
+          f"({peak.share_of_peak(eval_tflops, peaks['float32'])} of the float32 peak); 290k held-out users at this "
+          f"scale's rate: {_minutes(290_000 / eval_rate)}")
+
+
+def train_row(row, measured, scale, device, row_peak):
+    """One printed row of the train table; raises peak.AbovePeakError if the row beats the peak."""
+    m, batch = measured, scale["batch"]
+    try:
+        share = peak.share_of_peak(m["tflops"], row_peak)
+    except peak.AbovePeakError as error:
+        raise peak.AbovePeakError(f"{row.name}: {error}") from None
+    return {"case": row.name, "backend": m["backend"], "device": device, "dtype": row.precision,
+            "batch": str(batch), "steps/s": _rate(m["rate"]), "seq/s": _rate(m["rate"] * batch),
+            **{f"{part} ms": f"{seconds * 1e3:,.0f}" for part, seconds in m["split"].items()},
+            "step ms": f"{1e3 / m['rate']:,.0f}", "fastest ms": f"{m['fastest_s'] * 1e3:,.0f}",
+            "TFLOP/s": f"{m['tflops']:.3f}",
+            "peak TFLOP/s": f"{row_peak.tflops:.3f}", "of peak": share,
+            "TTL epoch": _minutes(TTL_TRAIN_USERS / batch / m["rate"]) if row.task == 1 else "-",
+            "start MB": f"{m['start_mb']:,.0f}", "peak MB": f"{m['peak_mb']:,.0f}",
+            "model MB": f"{m['model_mb']:,.0f}"}
+
+
+def measure_peaks(rows, scale):
+    """{precision: peak.Peak} for float32 (evaluation's) and each row's precision, each swept over
+    the squares and the largest matmuls of the rows of that precision (and evaluation's)."""
+    dtypes = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+    shapes = {"float32": eval_matmuls(scale)}
+    for row in rows:
+        shapes.setdefault(row.precision, []).extend(row_matmuls(row, scale, scale["batch"]))
+    return {precision: peak.measure(dtypes[precision], row_shapes) for precision, row_shapes in shapes.items()}
+
+
+def print_peaks(peaks, device):
+    """The peak of each precision with the shape and engine that won, and the data-sheet ceiling."""
+    ceiling, source = peak.device_ceiling(device)
+    print(f"\nmatmul peak on {device}, the best of {len(peak.SQUARES)} squares from {peak.SQUARES[0]} to "
+          f"{peak.SQUARES[-1]} and the rows' own matmuls (forward and backward shapes), on {', '.join(peak.engines())}:")
+    for precision, best in peaks.items():
+        index = 0 if precision == "float32" else 1
+        limit = f"; data-sheet ceiling {ceiling[index]:.3f} TFLOP/s" if ceiling else ""
+        note = peak.ceiling_note(best, ceiling[index] if ceiling else None, device)
+        print(f"  {precision}: {best.describe()}{limit}" + (f" ({note})" if note else ""))
+    print(f"  ceiling: {source}")
+
+
+def measure_eval(scale, seed):
+    """Held-out users per second of T1's evaluation (item-chunked ranking, batch 256)."""
+    import stage
+
+    t1, _ = bench_data(scale, np.random.default_rng(seed))
     cfg = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
-           "eval_batch_size": 256, "eval_chunk": 65536}
+           "eval_batch_size": 256, "eval_chunk": EVAL_CHUNK}
     model = stage.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
-    rate = time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
-    per_user = conv_flops(100, scale["channels"], scale["dilations"]) + 2 * scale["items"] * scale["channels"]
-    eval_flops = per_user * rate
-    print(f"\nT1 evaluation (item-chunked ranking, batch 256): {rate:,.0f} users/s, {eval_flops / 1e12:.3f} TFLOP/s "
-          f"({share_of_peak(eval_flops / 1e12, peaks['float32'])} of the float32 peak); 290k held-out users at this "
-          f"scale's rate: {_minutes(290_000 / rate)}")
+    return time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
 
 
 def _device_name():
@@ -580,17 +636,32 @@ def generated_served(scale, numbers, view, rng):
     return predict.Served(model, vocab, targets, served_tasks, view, "generated")
 
 
-def users_per_second(call, batches):
+def users_per_second(call, batches, repeats=3):
+    """Users per second of `call` over `batches`: the fastest of `repeats` passes after a compile."""
     call(batches[0])  # compile
-    start = time.perf_counter()
-    for batch in batches:
-        call(batch)
-    return len(batches) * len(batches[0]) / (time.perf_counter() - start)
+    seconds = min(_timed(lambda: [call(batch) for batch in batches]) for _ in range(repeats))
+    return len(batches) * len(batches[0]) / seconds
+
+
+def predict_flops_per_user(scale, number, answers):
+    """Forward FLOPs of one user's answers to task `number`: the receptive field of its last input
+    (T2+ read one more token, the separator), then a score per answer."""
+    positions = user_positions(scale, SEQ_LEN + (number > 1))
+    return conv_flops(positions, scale["channels"], scale["dilations"]) + 2 * answers * scale["channels"]
+
+
+def predict_matmuls(scale, served):
+    """(m, k, n) of serving's largest matmuls: a batch's convolution and T1's scores."""
+    channels = scale["channels"]
+    return [(PREDICT_BATCH * user_positions(scale, SEQ_LEN + 1), 3 * channels, channels),
+            (PREDICT_BATCH, channels, served.n_answers(1))]
 
 
 def case_predict(args) -> None:
     """users/s of every task (predict.py's path and the exported SavedModel) and export sizes."""
     import dataclasses
+
+    import trainer  # noqa: F401, I001  first: it silences TensorFlow's start-up messages
 
     import keras
 
@@ -616,10 +687,14 @@ def case_predict(args) -> None:
             export.export(conure, tmp / "conure", k=10)
             sizes["Conure"] = export.size_bytes(tmp / "conure")
             loaded = tf.saved_model.load(str(tmp / "conure"))
+        best = peak.measure("float32", predict_matmuls(scale, conure))
         for number, name, kind in conure.tasks:
             one = predict.Predictor(dataclasses.replace(conure, tasks=[(number, name, kind)]), batch_size=PREDICT_BATCH)
+            rate = users_per_second(one.answer, batches)
+            tflops = predict_flops_per_user(scale, number, conure.n_answers(number)) * rate / 1e12
             rows.append({"task": f"T{number} {name}", "answers": f"{conure.n_answers(number):,}",
-                         "predict.py users/s": f"{users_per_second(one.answer, batches):,.0f}"})
+                         "predict.py users/s": f"{rate:,.0f}", "TFLOP/s": f"{tflops:.3f}",
+                         "of peak": peak.share_of_peak(tflops, best)})
             if saved_model:
                 serve = loaded.signatures[name]
                 rate = users_per_second(lambda batch: serve(tokens=tf.constant(token_of[batch])), batches)
@@ -628,9 +703,11 @@ def case_predict(args) -> None:
             f.writelines(",".join(line) + "\n" for batch in batches for line in token_of[batch])
         done = predict.write_answers(conure, tmp / "users.csv", tmp / "answers.jsonl", log=lambda *a: None)
         rows.append({"task": "all six, file to JSON lines", "answers": "",
-                     "predict.py users/s": f"{done['users'] / done['seconds']:,.0f}",
+                     "predict.py users/s": f"{done['users'] / done['seconds']:,.0f}", "TFLOP/s": "-", "of peak": "-",
                      **({"SavedModel users/s": "-"} if saved_model else {})})
         _print_rows(rows)
+        print(f"\nmatmul peak: float32 {best.describe()}; TFLOP/s counts the receptive field's convolutions "
+              "and one score per answer")
         if not saved_model:
             print("\nExport sizes: run on the TensorFlow backend (a SavedModel is a TensorFlow graph).")
             return
@@ -650,6 +727,7 @@ def _mib(size):
 
 CASES = {
     "train": case_train,
+    "profile": case_profile,
     "parse": case_parse,
     "predict": case_predict,
     "memory": case_memory,
