@@ -23,6 +23,9 @@ DATA_SHEET_TFLOPS = {
 }
 
 
+AMX_BF16_FLOPS_PER_CYCLE = 1024  # Intel's AMX: one core's bfloat16 tile multiplies, per cycle
+
+
 class AbovePeakError(ValueError):
     """A measured rate above the measured peak: the probe or the FLOP count is wrong."""
 
@@ -128,10 +131,13 @@ def device_ceiling(device):
     info = trainer.cpu_info()
     flags, mhz = info["flags"], info["mhz"]
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    fp32 = len(mhz) * max(mhz) * 1e6 * 2 * lanes * 2 / 1e12
-    bf16 = 2 * fp32 if "avx512_bf16" in flags else fp32
+    cycles = len(mhz) * max(mhz) * 1e6
+    fp32 = cycles * 2 * lanes * 2 / 1e12
+    bf16 = cycles * AMX_BF16_FLOPS_PER_CYCLE / 1e12 if "amx_bf16" in flags else \
+        2 * fp32 if "avx512_bf16" in flags else fp32
     return (fp32, bf16), (f"{len(mhz)} cores x {max(mhz):,.0f} MHz (the clock the OS reports) x 2 FMA x {lanes} "
-                          "float32 lanes x 2")
+                          "float32 lanes x 2" + (f"; bfloat16 on AMX tiles, {AMX_BF16_FLOPS_PER_CYCLE:,} FLOP per "
+                                                 "cycle and core" if "amx_bf16" in flags else ""))
 
 
 def ceiling_note(peak, ceiling, device):
