@@ -15,6 +15,8 @@ learning_rate = 1e-4
 seed = 0
 l2 = None                  # L2 penalty on the age label table (None: its tp stage's)
 full_softmax = False       # True: softmax over all labels instead of the logistic loss
+task_dropout = 0.0         # beyond the release (docs/extension.md): dropout on the task's representation
+shared_lr_scale = 1.0      # ... the updates of everything but the head, scaled by this
 eval_every = 5             # epochs between evaluations: on the validation slice, else held-out
 eval_cap = 0               # evaluate on at most this many examples (0: all)
 # -----------------------------------------------------------------------------

@@ -24,6 +24,8 @@ num_sampled_ratio = 0.2    # sampled-softmax negatives per step, as a share of t
 full_softmax = False       # True: exact softmax over all items instead of the sampled one
 exclude_padding = False    # True: padding targets do not count in the loss (the release counts them)
 l2 = 0.0                   # L2 penalty on T1's output weights (the release has none)
+embedding = "frozen"       # beyond the release (docs/extension.md): "owned" shares the item embedding among
+                           # tasks by owner maps, "delta" lets each later task add a low-rank table of its own
 eval_every = 1             # epochs between evaluations: on the validation slice, else held-out
 eval_cap = 0               # evaluate on at most this many users (0: all)
 # -----------------------------------------------------------------------------

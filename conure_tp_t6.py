@@ -17,6 +17,9 @@ seed = 0
 prune_ratio = 0.7          # share of the free weights left free for later tasks
 l2 = None                  # L2 penalty on the life status label table (None: its value in tasks.py)
 full_softmax = False       # True: softmax over all labels instead of the logistic loss
+pooling = "last"           # beyond the release (docs/extension.md): "mean" or "attention" over every position
+task_dropout = 0.0         # ... dropout on the task's representation before its head
+shared_lr_scale = 1.0      # ... the updates of everything but the head, scaled by this
 eval_every = 5             # epochs between evaluations: on the validation slice, else held-out
 eval_cap = 0               # evaluate on at most this many examples (0: all)
 # -----------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 bit-identical between K's own checkpoint and a later one.
 
 Score hashes depend on the hardware, the library build and the evaluation settings; this proof
-does not. Task K reads the embedding, every LayerNorm, head K, K's PeterRec patches or gate where a
-method has them, and the conv kernels: under Conure only the entries owned by tasks 1..K (the owner
-maps must agree on them); under HAT and TERACON the entries whose input and output channels are
-both open for K (gates.open_channels) in either checkpoint; under the other methods every entry.
+does not. Task K reads the embedding, every LayerNorm, head K, K's PeterRec patches, gate or item
+delta where a method has them, and the conv kernels: under Conure only the entries owned by tasks
+1..K (the owner maps must agree on them; so too of the item embedding, where it is shared); under
+HAT and TERACON the entries whose input and output channels are both open for K
+(gates.open_channels) in either checkpoint; under the other methods every entry.
 
     python evaluate.py --task=1 --stage=ret_t4 --proof
 """
@@ -53,7 +54,7 @@ def own_stage(stage_name, task):
 def reads(path, task):
     """Does task K's inference read the weight stored under `path`? (TERACON's relation gates,
     rebuilt at every stage, and the other tasks' gates they mix are left out.)"""
-    return (path.startswith("backbone/") or path.startswith(f"head_t{task}/")
+    return (path.startswith("backbone/") or path.startswith(f"head_t{task}/") or path.startswith(f"delta_t{task}/")
             or path.startswith(f"patch_t{task}_") or path == f"gate_t{task}/embedding")
 
 

@@ -3,7 +3,8 @@
 Each kernel has an owner map of its shape: 0 = free, k = owned by task k. Pruning after task k's
 training phase hands task k the `floor(share_k * kernel.size)` free weights with the largest |w|,
 where share_k = prod_{j<k} p_j * (1 - p_k) for the per-task prune ratios p_j. Owned weights can
-never be selected again, so owners stay disjoint by construction.
+never be selected again, so owners stay disjoint by construction. A map can have ratios of its own
+(`own_ratios`: the item embedding when it is shared like the kernels, docs/extension.md).
 """
 import json
 import math
@@ -42,16 +43,20 @@ def prune(kernel, owner, task, prune_ratios):
     return owner
 
 
-def check(owners, prune_ratios):
-    """Raise OwnershipError unless every owner map has exactly the counts the ratios prescribe."""
+def check(owners, prune_ratios, own_ratios=None):
+    """Raise OwnershipError unless every owner map has exactly the counts the ratios prescribe
+    (`own_ratios`: {name: ratios} of the maps with ratios of their own)."""
     n_tasks = len(prune_ratios)
     for name, owner in owners.items():
+        ratios = (own_ratios or {}).get(name, prune_ratios)
+        if len(ratios) != n_tasks:
+            raise OwnershipError(f"{name}: {len(ratios)} prune ratios for {n_tasks} tasks")
         values = np.asarray(owner)
         if values.min() < 0 or values.max() > n_tasks:
             raise OwnershipError(f"{name}: owner ids outside 0..{n_tasks}")
         counts = np.bincount(values.ravel().astype(np.int64), minlength=n_tasks + 1)
         for task in range(1, n_tasks + 1):
-            expected = keep_count(prune_ratios, task, values.size)
+            expected = keep_count(ratios, task, values.size)
             if counts[task] != expected:
                 raise OwnershipError(f"{name}: task {task} owns {counts[task]} weights, expected {expected}")
 
@@ -70,14 +75,17 @@ def report(owners, prune_ratios):
     return "\n".join(lines)
 
 
-def save(directory, owners, prune_ratios):
-    """Write ownership.npz ({kernel name: int8 owner map}) and ownership.json (ratios, counts)."""
+def save(directory, owners, prune_ratios, own_ratios=None):
+    """Write ownership.npz ({map name: int8 owner map}) and ownership.json (ratios, counts)."""
     directory = Path(directory)
     np.savez(directory / "ownership.npz", **{name: np.asarray(o, dtype=np.int8) for name, o in owners.items()})
     counts = {name: np.bincount(np.asarray(o).ravel().astype(np.int64), minlength=len(prune_ratios) + 1).tolist()
               for name, o in owners.items()}
+    saved = {"prune_ratios": list(prune_ratios), "counts": counts}
+    if own_ratios:
+        saved["own_ratios"] = {name: list(ratios) for name, ratios in own_ratios.items()}
     with open(directory / "ownership.json", "w") as f:
-        json.dump({"prune_ratios": list(prune_ratios), "counts": counts}, f, indent=1)
+        json.dump(saved, f, indent=1)
 
 
 def load(directory):
@@ -86,6 +94,12 @@ def load(directory):
     with np.load(directory / "ownership.npz") as data:
         owners = {name: data[name] for name in data.files}
     with open(directory / "ownership.json") as f:
-        prune_ratios = json.load(f)["prune_ratios"]
-    check(owners, prune_ratios)
-    return owners, prune_ratios
+        saved = json.load(f)
+    check(owners, saved["prune_ratios"], saved.get("own_ratios"))
+    return owners, saved["prune_ratios"]
+
+
+def load_own_ratios(directory):
+    """{map name: prune ratios} of the maps `save` stored with ratios of their own ({} if none)."""
+    with open(Path(directory) / "ownership.json") as f:
+        return json.load(f).get("own_ratios", {})

@@ -89,7 +89,7 @@ def stage_block(name):
 def stage_config(name, args, data_settings=None):
     chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
     overrides = {**presets.overrides(name, args.preset, data_settings, chain, args.class_loss,
-                                     args.later_learning_rate),
+                                     args.later_learning_rate, args.extension),
                  "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
@@ -272,7 +272,8 @@ def command_line(args):
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
                                              *CHAIN_OPTIONS, "class_loss", "later_learning_rate")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
-    return "python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
+    return ("python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
+            + (" --extension" if args.extension else ""))
 
 
 def suffix(method):
@@ -409,6 +410,9 @@ def build_parser():
     parser.add_argument("--later_learning_rate", type=float, default=None,
                         help="the learning rate of T2 and later tasks, over the preset's (TERACON's T3 on: a tenth of "
                              "it, as its release's ratio); how the successors' rate is chosen (docs/hat.md)")
+    parser.add_argument("--extension", action="store_true",
+                        help="Conure beyond the release: its item embedding and heads as presets.EXTENSION says "
+                             "(docs/extension.md)")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 

@@ -37,7 +37,7 @@ import teracon
 import tasks
 import trainer
 import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
-from nextitnet import ConureModel, NextItemHead, TargetHead
+from nextitnet import POOLINGS, ConureModel, NextItemHead, TargetHead
 
 # Every hyperparameter a stage knows, with its default; a script's block overrides these and
 # --name=value overrides both. Defaults are the release's settings for T4 (docs/design.md section 5: T5 and
@@ -65,6 +65,13 @@ DEFAULTS = {
     "bottleneck": 16,               # PeterRec: width of each model patch
     "freeze_embedding": False,      # the item embedding stays as the stage's start has it (a probe: FineAll with
                                     # T1's embedding, as Conure keeps it)
+    # Beyond the release (docs/extension.md): Conure's item embedding, and what a later task's head reads.
+    "embedding_prune_ratio": 0.3,   # embedding="owned": share of the embedding's free entries a tp stage leaves free
+    "delta_rank": 8,                # embedding="delta": rank of each later task's addition to the item embedding
+    "pooling": "last",              # T2+: the head reads the last position ("last", the release), or every
+                                    # non-padding position: "mean" or "attention"
+    "task_dropout": 0.0,            # T2+: dropout on the task's representation before its head, in training
+    "shared_lr_scale": 1.0,         # T2+: the updates of everything but the task's head, scaled by this
     "smax": None,                   # HAT, TERACON: the gates' s at inference, the top of its annealing (None:
                                     # the method's, METHOD_DEFAULTS)
     "hat_c": None,                  # HAT: weight of the regulariser that keeps a task's gates off used channels
@@ -94,17 +101,24 @@ DEFAULTS = {
                                     # and validation users are the same at every share (data_loader.user_keys)
     "min_item_count": None,         # k > 0: T1 items seen fewer than k times in the training users become <unk>,
                                     # then training users left with fewer than k items are dropped (k-core)
+    "embedding": None,              # Conure's item embedding: "frozen" after T1 (the release), "owned" (shared
+                                    # among tasks by owner maps, like the kernels) or "delta" (each later task adds
+                                    # a low-rank table of its own); docs/extension.md
 }
 CHAIN_DEFAULTS = {"channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4], "kernel_size": 3,
-                  "split_seed": 10, "holdout": 0.2, "train_share": 1.0, "min_item_count": 0}
+                  "split_seed": 10, "holdout": 0.2, "train_share": 1.0, "min_item_count": 0, "embedding": "frozen"}
+EMBEDDINGS = ("frozen", "owned", "delta")
 # Settings added after runs were recorded, with the value that trains as before they existed: at
 # that value they stay out of run fingerprints, so older snapshots still resume.
 ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1, "smax": None, "hat_c": None, "alpha": None,
-               "retention_items": None, "train_share": 1.0, "min_item_count": 0, "freeze_embedding": False}
+               "retention_items": None, "train_share": 1.0, "min_item_count": 0, "freeze_embedding": False,
+               "embedding": "frozen", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "last",
+               "task_dropout": 0.0, "shared_lr_scale": 1.0}
 # Settings of Conure's successors, with the released codes' values (docs/hat.md, docs/teracon.md).
 METHOD_DEFAULTS = {"hat": {"smax": 400.0, "hat_c": 0.75},
                    "teracon": {"smax": 50.0, "alpha": 0.7, "retention_items": 65536}}
 RETENTION_DRAWS = 7  # TERACON's per-batch draws: (seed, stage stream, epoch, step, this), apart from the data's
+DROPOUT_DRAWS = 8    # the task dropout's per-batch draws, the same way
 SCRIPT_TYPES = (bool, int, float, str, list)
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -256,6 +270,19 @@ def validate(config):
     need(dilations is None or isinstance(dilations, list) and dilations and all(
         isinstance(d, int) and d > 0 for d in dilations), f"dilations={dilations!r}: must be a non-empty list of "
          "positive integers")
+    validate_extension(config, need)
+
+
+def validate_extension(config, need):
+    """The settings beyond the release (docs/extension.md)."""
+    need(config["embedding"] in (None, *EMBEDDINGS), f"embedding={config['embedding']!r}: one of {', '.join(EMBEDDINGS)}")
+    need(0 < config["embedding_prune_ratio"] < 1,
+         f"embedding_prune_ratio={config['embedding_prune_ratio']!r}: must lie in (0, 1)")
+    need(isinstance(config["delta_rank"], int) and config["delta_rank"] > 0,
+         f"delta_rank={config['delta_rank']!r}: must be an integer > 0")
+    need(config["pooling"] in POOLINGS, f"pooling={config['pooling']!r}: one of {', '.join(POOLINGS)}")
+    need(0 <= config["task_dropout"] < 1, f"task_dropout={config['task_dropout']!r}: must lie in [0, 1)")
+    need(config["shared_lr_scale"] > 0, f"shared_lr_scale={config['shared_lr_scale']!r}: must be > 0")
 
 
 def check_receptive_field(config, seq_len):
@@ -279,7 +306,18 @@ def check_config(stage_name, config):
                 raise ConfigError(f"{key}={config[key]!r}: a setting of {method} stages, not of {stage_name}")
     if RULES[phase].gates and config["data_parallel"]:
         raise ConfigError(f"data_parallel=True: {phase} stages run on one device")
+    check_extension_scope(phase, number, config)
     check_paths(config, stage_name)
+
+
+def check_extension_scope(phase, number, config):
+    """Where the settings beyond the release apply: a shared or added item embedding to Conure's
+    chains only, a head's pooling, dropout and shared learning-rate scale to later tasks only."""
+    if config["embedding"] not in (None, "frozen") and phase not in ("tp", "ret"):
+        raise ConfigError(f"embedding={config['embedding']}: Conure's stages (tp, ret) only, not {phase}")
+    for key in ("pooling", "task_dropout", "shared_lr_scale"):
+        if number == 1 and config[key] != DEFAULTS[key]:
+            raise ConfigError(f"{key}={config[key]!r}: a setting of T2 and later tasks, not of T1")
 
 
 def check_paths(config, stage_name):
@@ -344,17 +382,21 @@ def fingerprints(config, number):
 
 # ----------------------------------------------------------------------------- model
 
-def new_head(number, n_targets, l2, bias=False):
-    """T1's softmax head (which has a bias), or a later task's TargetHead, with a bias if `bias`."""
+def new_head(number, n_targets, l2, bias=False, pooling="last"):
+    """T1's softmax head (which has a bias), or a later task's TargetHead, with a bias if `bias`,
+    reading what `pooling` says."""
     if number == 1:
         return NextItemHead(n_targets, l2, name="head_t1")
-    return TargetHead(n_targets, tasks.task(number).kind, l2, bias=bias, name=f"head_t{number}")
+    return TargetHead(n_targets, tasks.task(number).kind, l2, bias=bias, pooling=pooling, name=f"head_t{number}")
 
 
 def add_task(model, entry):
     """Head (and PeterRec patches, HAT's or TERACON's gate) of a chain entry, freshly initialised."""
-    head = new_head(entry["task"], entry["n_targets"], entry["l2"], entry.get("head_bias", False))
+    head = new_head(entry["task"], entry["n_targets"], entry["l2"], entry.get("head_bias", False),
+                    entry.get("pooling", "last"))
     model.add_head(entry["task"], head)
+    if entry.get("delta"):
+        model.add_delta(entry["task"], entry["delta"])
     if entry.get("patches"):
         model.add_patches(entry["task"], entry["patches"])
     if entry.get("gates"):
@@ -367,7 +409,8 @@ def build_model(vocab_size, config, chain=(), precision=None):
     precision; "mixed_bfloat16" computes in bfloat16."""
     keras.config.set_dtype_policy(precision or config["precision"])
     keras.utils.set_random_seed(config["seed"])
-    model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"], name="conure")
+    model = ConureModel(vocab_size, config["channels"], config["dilations"], config["kernel_size"],
+                        shared_embedding=config.get("embedding") == "owned", name="conure")
     for entry in chain:
         add_task(model, entry)
     model.smax = config.get("smax")
@@ -400,37 +443,49 @@ def chain_entry(manifest, number):
     raise checkpoint.CheckpointError(f"checkpoint {manifest['stage']} holds no T{number}")
 
 
+def owned_layers(model):
+    """{name: (weights, owner map variable)} of everything shared by ownership: every conv kernel,
+    and the item embedding once it is shared (docs/extension.md)."""
+    found = {conv.path: (conv.kernel, conv.owner) for conv in model.backbone.convs}
+    if model.backbone.embedding_owner is not None:
+        found[model.backbone.embedding.path] = (model.backbone.embedding.embeddings, model.backbone.embedding_owner)
+    return found
+
+
 def owners_of(model):
-    return {conv.path: keras.ops.convert_to_numpy(conv.owner) for conv in model.backbone.convs}
+    return {name: keras.ops.convert_to_numpy(owner) for name, (_, owner) in owned_layers(model).items()}
 
 
 def set_owners(model, owners):
-    for conv in model.backbone.convs:
-        if conv.path not in owners:
-            raise checkpoint.CheckpointError(f"ownership has no map for {conv.path}")
-        conv.owner.assign(owners[conv.path])
+    for name, (_, owner) in owned_layers(model).items():
+        if name not in owners:
+            raise checkpoint.CheckpointError(f"ownership has no map for {name}")
+        owner.assign(owners[name])
 
 
 def weight_variables(model):
     """Everything a checkpoint stores in weights.npz (owner maps are stored by pruning.save)."""
-    owners = {id(conv.owner) for conv in model.backbone.convs}
+    owners = {id(owner) for _, owner in owned_layers(model).values()}
     return [v for v in model.variables if id(v) not in owners]
 
 
 def stored_parameters(model, number, phase):
     """Parameters task `number` adds to what must be stored, under the stage's method: Conure
     stores one backbone for all tasks (T1 counts the embedding and LayerNorms, each task its own
-    conv weights and head); SinMo and FineAll a whole model per task; SinMoAll one model in all (its
-    later tasks add a head); FineSmax a head; PeterRec its patches and head; HAT and TERACON one
-    model, each task its head and gate (TERACON's relation gates too)."""
+    conv weights, head and item delta; a shared embedding counts per task as the kernels do); SinMo
+    and FineAll a whole model per task; SinMoAll one model in all (its later tasks add a head);
+    FineSmax a head; PeterRec its patches and head; HAT and TERACON one model, each task its head
+    and gate (TERACON's relation gates too)."""
     size = lambda variables: int(sum(np.prod(v.shape) for v in variables))  # noqa: E731
-    shared = size(v for layer in model.backbone.shared_layers for v in layer.weights)
+    owned = {id(v) for pair in owned_layers(model).values() for v in pair}  # the shared embedding, the owner maps
+    shared = size(v for layer in model.backbone.shared_layers for v in layer.weights if id(v) not in owned)
     convs = size(conv.kernel for conv in model.backbone.convs)
     head = size(model.head(number).weights)
     gate = size([model.gates[str(number)].embedding]) if str(number) in model.gates else 0
     if phase in ("tp", "ret"):
         own = sum(int(np.count_nonzero(o == number)) for o in owners_of(model).values())
-        return own + head + (shared if number == 1 else 0)
+        delta = size(model.deltas[str(number)].weights) if str(number) in model.deltas else 0
+        return own + head + delta + (shared if number == 1 else 0)
     if phase in ("sinmo", "finall") or number == 1:
         return shared + convs + head + gate
     if phase == "peterrec":
@@ -529,19 +584,30 @@ def run_fingerprint(stage_name, config, prints, previous):
     return hashlib.sha256(json.dumps([stage_name, settings, prints, start], sort_keys=True).encode()).hexdigest()
 
 
-class GateBatches:
-    """What each batch of a gated method adds to its data: the annealed s and, for TERACON after
-    T1, what its retention loss needs (teracon.Retention, drawn from the batch's own stream, its
-    ratios carried from batch to batch and kept in the snapshots through `state`)."""
+class BatchExtras:
+    """What a batch adds to its data, each drawn from the batch's own stream: for gated methods the
+    annealed s and, for TERACON after T1, what its retention loss needs (teracon.Retention, whose
+    ratios carry from batch to batch and are kept in the snapshots through `state`); with a task
+    dropout, the mask of the task's representation, scaled by 1 / (1 - rate)."""
 
-    def __init__(self, smax, seed, stream, retention=None):
-        self.smax, self.seed, self.stream, self.retention = smax, seed, stream, retention
+    def __init__(self, seed, stream, smax=None, retention=None, dropout=0.0, shape=None):
+        self.seed, self.stream, self.smax, self.retention = seed, stream, smax, retention
+        self.dropout, self.shape = dropout, shape
+
+    @property
+    def needed(self):
+        return bool(self.smax or self.retention or self.dropout)
 
     def __call__(self, epoch, step, steps):
-        found = {"s": np.asarray(gates.anneal(step, steps, self.smax), dtype=np.float32)}
+        found = {}
+        if self.smax:
+            found["s"] = np.asarray(gates.anneal(step, steps, self.smax), dtype=np.float32)
         if self.retention:
             rng = np.random.default_rng([self.seed, self.stream, epoch, step, RETENTION_DRAWS])
             found.update(self.retention(rng, found["s"]))
+        if self.dropout:
+            rng = np.random.default_rng([self.seed, self.stream, epoch, step, DROPOUT_DRAWS])
+            found["dropout"] = ((rng.random(self.shape) >= self.dropout) / (1 - self.dropout)).astype(np.float32)
         return found
 
     def state(self):
@@ -625,10 +691,12 @@ class StageRun:
         self.previous_name = previous_stage(self.name)
         self.model, self.previous, self.vocab, self.targets, self.prune_ratios = None, None, None, {}, []
         self.teacher = None  # TERACON: the model after the previous stage, frozen
+        self.own_ratios = {}  # prune ratios of the owner maps with their own (the shared item embedding)
         if self.previous_name:
+            directory = self.out_dir / "Models" / self.previous_name
             self.model, self.previous, self.vocab, self.targets, self.prune_ratios = restore(
-                self.out_dir / "Models" / self.previous_name, script_for(self.previous_name),
-                self.config["precision"])
+                directory, script_for(self.previous_name), self.config["precision"])
+            self.own_ratios = pruning.load_own_ratios(directory)
 
     def settle_config(self, explicit):
         """Chain settings from the start, the task's L2, checked; the data's fingerprints against the start."""
@@ -641,6 +709,12 @@ class StageRun:
             if "full_softmax" in explicit and not config["full_softmax"]:
                 raise ConfigError(f"full_softmax=False: {self.phase} stages train every task with a full softmax")
             config["full_softmax"] = True
+        if self.phase == "ret" and self.number > 1:  # a retrain keeps its train phase's head
+            pooling = chain_entry(self.previous, self.number).get("pooling", "last")
+            if "pooling" in explicit and config["pooling"] != pooling:
+                raise ConfigError(f"pooling={config['pooling']}: {self.previous_name} made T{self.number}'s head "
+                                  f"with pooling={pooling}")
+            config["pooling"] = pooling
         validate(config)
         self.config, self.prints = config, fingerprints(config, self.number)
         if self.previous:
@@ -682,7 +756,9 @@ class StageRun:
                           "prune_ratio": config["prune_ratio"] if self.rule.prune else None,
                           "patches": config["bottleneck"] if self.rule.patches else 0,
                           **({"gates": self.rule.gates} if self.rule.gates else {}),
-                          **({"head_bias": True} if self.rule.linear_heads else {})})
+                          **({"head_bias": True} if self.rule.linear_heads else {}),
+                          **({"pooling": config["pooling"]} if config["pooling"] != "last" else {}),
+                          **({"delta": config["delta_rank"]} if config["embedding"] == "delta" and number > 1 else {})})
             if self.previous and self.rule.every_task:  # TERACON: the start is kept as the teacher
                 self.teacher, self.model = self.model, build_model(self.vocab.size, config, chain)
                 checkpoint.load_matching_weights(self.out_dir / "Models" / self.previous_name / "weights.npz",
@@ -705,9 +781,10 @@ class StageRun:
     def train(self):
         """fit.train on the variables the stage's rule trains; returns the training history."""
         model, number, rule, config = self.model, self.number, self.rule, self.config
-        model.set_trainable(number, shared=rule.shared or (rule.shared_t1 and number == 1), convs=rule.convs,
-                            patches=rule.patches, every_task=rule.every_task,
-                            embedding=not config["freeze_embedding"])
+        shared = rule.shared or (rule.shared_t1 and number == 1)
+        owned = config["embedding"] == "owned"  # then trained in every Conure stage, through its owner map
+        model.set_trainable(number, shared=shared, convs=rule.convs, patches=rule.patches, every_task=rule.every_task,
+                            embedding=(shared or owned) and not config["freeze_embedding"])
         view_while_training = rule.train_view if rule.prune else rule.eval_view
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
         cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None
@@ -717,9 +794,17 @@ class StageRun:
             evaluate=lambda part: evaluate(model, number, self.data, config, view_while_training, part),
             log=self.log, snapshots=self.snapshots, stream=zlib.crc32(self.name.encode()),
             scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name,
-            extras=self.batch_extras(), update_scales=hat.update_scales(model, cumulative),
+            extras=self.batch_extras(), update_scales={**hat.update_scales(model, cumulative), **self.shared_scales()},
             frozen=self.teacher.variables if self.teacher else (), side_rules=gate_rules,
             clip_norm=hat.CLIP_NORM if gate_rules else None)
+
+    def shared_scales(self):
+        """{id(variable): shared_lr_scale} for everything the stage trains but the task's head."""
+        scale = self.config["shared_lr_scale"]
+        if scale == 1.0:
+            return {}
+        head = {id(v) for v in self.model.head(self.number).trainable_variables}
+        return {id(v): np.float32(scale) for v in self.model.trainable_variables if id(v) not in head}
 
     def loss_fn(self, cumulative):
         """The training loss: the task's, plus HAT's regulariser (`cumulative`: the earlier tasks'
@@ -734,13 +819,13 @@ class StageRun:
         return lambda batch: model.task_loss(batch, number, view)
 
     def batch_extras(self):
-        """For gated methods, what each batch adds to its data (GateBatches)."""
-        if not self.rule.gates:
-            return None
-        config = self.config
-        retention = self.teacher and teracon.Retention(self.model, self.teacher, self.number, config["batch_size"],
+        """What each batch adds to its data beyond the data (BatchExtras), or None."""
+        config, size = self.config, min(self.config["batch_size"], self.data.n_train)
+        retention = self.teacher and teracon.Retention(self.model, self.teacher, self.number, size,
                                                        config["retention_items"])
-        return GateBatches(config["smax"], config["seed"], zlib.crc32(self.name.encode()), retention or None)
+        extras = BatchExtras(config["seed"], zlib.crc32(self.name.encode()), config["smax"] if self.rule.gates else None,
+                             retention or None, config["task_dropout"], (size, self.model.backbone.channels))
+        return extras if extras.needed else None
 
     def prune_and_evaluate(self):
         """A tp stage's pruning (the task takes its share of the free weights), then held-out metrics."""
@@ -750,12 +835,15 @@ class StageRun:
             before = evaluate(model, number, self.data, config, rule.train_view)
             self.log("before pruning: " + fit.format_metrics(before))
             self.prune_ratios = self.prune_ratios + [config["prune_ratio"]]
-            kernels = {conv.path: keras.ops.convert_to_numpy(conv.kernel) for conv in model.backbone.convs}
-            owners = {name: pruning.prune(kernels[name], owner, number, self.prune_ratios)
+            if config["embedding"] == "owned":
+                name = model.backbone.embedding.path
+                self.own_ratios = {name: self.own_ratios.get(name, []) + [config["embedding_prune_ratio"]]}
+            weights = {name: keras.ops.convert_to_numpy(w) for name, (w, _) in owned_layers(model).items()}
+            owners = {name: pruning.prune(weights[name], owner, number, self.own_ratios.get(name, self.prune_ratios))
                       for name, owner in owners_of(model).items()}
-            pruning.check(owners, self.prune_ratios)
+            pruning.check(owners, self.prune_ratios, self.own_ratios)
             set_owners(model, owners)
-            self.log(pruning.report(owners, self.prune_ratios))
+            self.log(pruning.report({n: o for n, o in owners.items() if n not in self.own_ratios}, self.prune_ratios))
             results["before_prune"] = before
         final = evaluate(model, number, self.data, config, rule.eval_view)
         self.log(f"{self.name} held-out ({final['n_eval']:,} examples{', capped' if final['eval_capped'] else ''}): "
@@ -790,7 +878,7 @@ class StageRun:
 
     def write_checkpoint_files(self, directory):
         checkpoint.save_weights(directory / "weights.npz", weight_variables(self.model))
-        pruning.save(directory, owners_of(self.model), self.prune_ratios)
+        pruning.save(directory, owners_of(self.model), self.prune_ratios, self.own_ratios)
         self.vocab.save(directory / "vocab.json")
         for n, target_vocab in self.targets.items():
             target_vocab.save(directory / f"targets_t{n}.json")

@@ -23,13 +23,17 @@ def layer_norm(x, gamma, beta, epsilon=1e-8):
 
 def checkpoint_scores(directory, tokens, task):
     """Task `task`'s scores at the last position, from a Conure checkpoint folder's files alone:
-    pre-LN residual blocks (convs with dilation d and 2d) that see the conv weights owned by
-    tasks 1..task, then the task's head."""
+    the item embedding (its entries owned by tasks 1..task where it is shared, plus the task's item
+    delta where it has one), pre-LN residual blocks (convs with dilation d and 2d) that see the conv
+    weights owned by tasks 1..task, then the task's head."""
     config = json.loads((directory / "config.json").read_text())
     with np.load(directory / "weights.npz") as saved, np.load(directory / "ownership.npz") as owners:
         w = {name: saved[name].astype(np.float64) for name in saved.files}
         owned = {name: (owners[name] > 0) & (owners[name] <= task) for name in owners.files}
-    x = w["backbone/embedding/embeddings"][tokens]
+    embedding = w["backbone/embedding/embeddings"] * owned.get("backbone/embedding", 1)  # where it is shared
+    x = embedding[tokens]
+    if f"delta_t{task}/rows" in w:  # the task's low-rank addition to the embedding
+        x = x + w[f"delta_t{task}/rows"][tokens] @ w[f"delta_t{task}/basis"]
     for i, d in enumerate(config["dilations"]):
         block = f"backbone/block_{i}"
         h = x

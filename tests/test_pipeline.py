@@ -129,7 +129,7 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     assert "unchanged" not in t1_row
     assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
     forgetting = text.split("### Forgetting")[1].split("###")[0]
-    assert "| Conure | 0.0000; 0.0% (n=1) |" in forgetting
+    assert "| Conure | 0.0000 | 0.0000 / 0.0000; 0.0% (n=1) |" in forgetting  # BWT, then T1: drop / largest
     assert "; 0.0%" not in next(line for line in forgetting.splitlines() if line.startswith("| SinMoAll |"))
     assert "| tiny conure seed 0 | 2 of 2 |" in text and "| tiny sinmoall seed 0 | 2 of 2 |" in text
     assert "T1 selection: patience 0, on each validation user's last item." in text  # the stages' own settings
