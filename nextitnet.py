@@ -12,12 +12,18 @@ pick the weights the forward pass sees:
 Weights outside the trainable part get an exact zero gradient, so a fresh Adam never moves them.
 PeterRec's per-task "model patches" (small residual bottlenecks after every conv) live here too,
 and HAT's and TERACON's task gates on the conv outputs (gates.py).
+
+Beyond the release (docs/extension.md): the item embedding can carry an owner map and the same
+views as the kernels (`NextItNet.share_embedding`), or each later task can add a low-rank table
+of its own to it (`ItemDelta`); a later task's head can pool every non-padding position instead
+of reading the last one (`TargetHead`'s `pooling`).
 """
 import keras
 from keras import ops
 
 import gates as task_gates
 import losses
+from data_loader import PAD
 
 PHASES = ("train", "retrain", "infer", "full")
 
@@ -76,6 +82,28 @@ class MaskedCausalConv1D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "dilation": self.dilation}
+
+
+class ItemDelta(keras.layers.Layer):
+    """A task's low-rank addition to the item embedding, read by that task alone: the embedding of
+    item i becomes E[i] + rows[i] @ basis ([items, rank] x [rank, C]). `rows` start at zero, so the
+    task starts from the embedding it is added to."""
+
+    def __init__(self, n_items, rank, **kwargs):
+        super().__init__(**kwargs)
+        self.n_items, self.rank = n_items, rank
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.rows = self.add_weight(name="rows", shape=(self.n_items, self.rank), initializer="zeros")
+        self.basis = self.add_weight(name="basis", shape=(self.rank, channels),
+                                     initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+    def call(self, tokens):
+        return ops.matmul(ops.take(self.rows, tokens, axis=0), self.basis)
+
+    def get_config(self):
+        return {**super().get_config(), "n_items": self.n_items, "rank": self.rank}
 
 
 class ModelPatch(keras.layers.Layer):
@@ -139,9 +167,11 @@ class ResidualBlock(keras.layers.Layer):
 
 
 class NextItNet(keras.layers.Layer):
-    """Item embedding (no positions) followed by the residual blocks: tokens [B, T] -> [B, T, C]."""
+    """Item embedding (no positions) followed by the residual blocks: tokens [B, T] -> [B, T, C].
+    With `shared_embedding`, the item embedding has an owner map like a kernel's (docs/extension.md)."""
 
-    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3, **kwargs):
+    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3,
+                 shared_embedding=False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.channels = vocab_size, channels
         self.dilations, self.kernel_size = tuple(dilations), kernel_size
@@ -150,15 +180,31 @@ class NextItNet(keras.layers.Layer):
             name="embedding",
         )
         self.blocks = [ResidualBlock(channels, kernel_size, d, name=f"block_{i}") for i, d in enumerate(dilations)]
+        self.shared_embedding, self.embedding_owner = shared_embedding, None
+        self.task, self.phase = 1, "train"
 
     def build(self, input_shape):
         self.embedding.build(input_shape)
+        if self.shared_embedding:  # the item embedding's owner map: 0 = free, k = owned by task k
+            self.embedding_owner = self.add_weight(name="embedding_owner", shape=(self.vocab_size, self.channels),
+                                                   dtype="int32", initializer="zeros", trainable=False)
         for block in self.blocks:
             block.build((*input_shape, self.channels))
 
-    def call(self, tokens, patches=None, gates=None, gate_position="conv"):
-        """`patches`: one ModelPatch per conv (PeterRec), or None; `gates`: [convs, channels], or None."""
-        x = self.embedding(tokens)
+    def embed(self, tokens):
+        """The item embedding of `tokens`; with an owner map, the rows as task and phase see them."""
+        if self.embedding_owner is None:
+            return self.embedding(tokens)
+        rows = ops.take(self.embedding.embeddings, tokens, axis=0)
+        owner = ops.take(self.embedding_owner, tokens, axis=0)
+        return ops.cast(owned_kernel(rows, owner, self.task, self.phase), self.embedding.compute_dtype)
+
+    def call(self, tokens, patches=None, gates=None, gate_position="conv", delta=None):
+        """`patches`: one ModelPatch per conv (PeterRec), or None; `gates`: [convs, channels], or None;
+        `delta`: an ItemDelta added to the item embedding, or None."""
+        x = self.embed(tokens)
+        if delta is not None:
+            x = x + ops.cast(delta(tokens), x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, patches=patches[2 * i:2 * i + 2] if patches else None,
                       gates=None if gates is None else (gates[2 * i], gates[2 * i + 1]), gate_position=gate_position)
@@ -175,7 +221,8 @@ class NextItNet(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "channels": self.channels,
-                "dilations": list(self.dilations), "kernel_size": self.kernel_size}
+                "dilations": list(self.dilations), "kernel_size": self.kernel_size,
+                "shared_embedding": self.shared_embedding}
 
 
 def l2_penalty(scale, table):
@@ -217,19 +264,26 @@ class NextItemHead(keras.layers.Layer):
         return {**super().get_config(), "n_items": self.n_items, "l2": self.l2}
 
 
+POOLINGS = ("last", "mean", "attention")  # what a later task's head reads of the last block's output
+
+
 class TargetHead(keras.layers.Layer):
     """T2+ head: one embedding row per target item or class label; score = <user, row>, plus a
     bias per target with `bias` (TERACON's linear heads: rows normal 0.01, bias 0.1).
 
     `kind` is "item" (BPR loss) or "class" (logistic loss); `l2` is TF1's l2_regularizer
-    scale: the penalty is l2 * sum(table ** 2) / 2.
+    scale: the penalty is l2 * sum(table ** 2) / 2. `pooling` is what the head reads: the last
+    position ("last", the release), or every non-padding position, averaged ("mean") or weighted by
+    a softmax of their dot product with a learned query ("attention", starting as the mean).
     """
 
-    def __init__(self, n_targets, kind="item", l2=0.0, bias=False, **kwargs):
+    def __init__(self, n_targets, kind="item", l2=0.0, bias=False, pooling="last", **kwargs):
         super().__init__(**kwargs)
         if kind not in losses.PAIRWISE:
             raise ValueError(f"kind must be one of {sorted(losses.PAIRWISE)}, got {kind!r}")
-        self.n_targets, self.kind, self.l2, self.has_bias = n_targets, kind, l2, bias
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.n_targets, self.kind, self.l2, self.has_bias, self.pooling = n_targets, kind, l2, bias, pooling
 
     def build(self, input_shape):
         rows = (keras.initializers.RandomNormal(stddev=0.01) if self.has_bias
@@ -237,6 +291,19 @@ class TargetHead(keras.layers.Layer):
         self.table = self.add_weight(name="table", shape=(self.n_targets, input_shape[-1]), initializer=rows)
         self.bias = (self.add_weight(name="bias", shape=(self.n_targets,), initializer=keras.initializers.Constant(0.1))
                      if self.has_bias else None)
+        if self.pooling == "attention":
+            self.query = self.add_weight(name="query", shape=(input_shape[-1],), initializer="zeros")
+
+    def pool(self, hidden, tokens):
+        """The user representation [B, C] from the last block's output [B, T, C] over the positions
+        whose token is not padding."""
+        real = ops.cast(tokens != PAD, "float32")
+        if self.pooling == "mean":
+            weights = real / ops.maximum(ops.sum(real, axis=1, keepdims=True), 1.0)
+        else:
+            logits = ops.matmul(ops.cast(hidden, "float32"), self.query)
+            weights = ops.softmax(ops.where(real > 0, logits, -1e9), axis=1) * real
+        return ops.sum(ops.expand_dims(ops.cast(weights, hidden.dtype), -1) * hidden, axis=1)
 
     def biases(self, zeros=True):
         """The per-target bias; for a head without one, zeros (or None if not `zeros`)."""
@@ -258,7 +325,7 @@ class TargetHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_targets": self.n_targets, "kind": self.kind, "l2": self.l2,
-                "bias": self.has_bias}
+                "bias": self.has_bias, "pooling": self.pooling}
 
 
 class ConureModel(keras.Model):
@@ -268,12 +335,14 @@ class ConureModel(keras.Model):
     function always traces the weights it means to use. Batches are dicts of arrays (losses.py).
     """
 
-    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3, **kwargs):
+    def __init__(self, vocab_size, channels=256, dilations=(1, 4, 1, 4, 1, 4, 1, 4), kernel_size=3,
+                 shared_embedding=False, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = NextItNet(vocab_size, channels, dilations, kernel_size, name="backbone")
+        self.backbone = NextItNet(vocab_size, channels, dilations, kernel_size, shared_embedding, name="backbone")
         self.backbone.build((None, None))
         self.heads = {}  # task number (as str) -> head
         self.patches = {}  # task number (as str) -> PeterRec patches, one per conv
+        self.deltas = {}  # task number (as str) -> its ItemDelta (docs/extension.md)
         self.gates = {}  # task number (as str) -> its TaskGate (HAT, TERACON)
         self.relation = None  # TERACON's RelationGate, once the model holds two gated tasks
         self.smax = None  # the gates' s at inference
@@ -296,6 +365,12 @@ class ConureModel(keras.Model):
         for patch in patches:
             patch.build((None, None, self.backbone.channels))
         self.patches[str(task)] = patches
+
+    def add_delta(self, task, rank):
+        """A fresh low-rank addition to the item embedding, read whenever `task` runs."""
+        delta = ItemDelta(self.backbone.vocab_size, rank, name=f"delta_t{task}")
+        delta.build((None, self.backbone.channels))
+        self.deltas[str(task)] = delta
 
     def add_gate(self, task, method):
         """HAT's or TERACON's gate embedding for `task`, freshly initialised."""
@@ -321,18 +396,21 @@ class ConureModel(keras.Model):
     def _use(self, task, phase):
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-        for conv in self.backbone.convs:
-            conv.task, conv.phase = task, phase
+        for layer in (*self.backbone.convs, self.backbone):
+            layer.task, layer.phase = task, phase
 
-    def set_trainable(self, task, shared=False, convs=True, patches=False, every_task=False, embedding=True):
-        """Trainable: `task`'s head and gate, plus the conv kernels, embedding and LayerNorms
-        (`shared`; the item embedding only if also `embedding`) and `task`'s model patches as asked.
-        Every other task's head, gate and patches are frozen, unless `every_task` (TERACON: every
+    def set_trainable(self, task, shared=False, convs=True, patches=False, every_task=False, embedding=None):
+        """Trainable: `task`'s head, gate and item delta, plus the conv kernels, LayerNorms (`shared`),
+        item embedding (`embedding`; None: with `shared`) and `task`'s model patches as asked. Every
+        other task's head, gate, delta and patches are frozen, unless `every_task` (TERACON: every
         head and gate, and the relation gates)."""
         for layer in self.backbone.shared_layers:
-            layer.trainable = shared and (embedding or layer is not self.backbone.embedding)
+            layer.trainable = shared
+        self.backbone.embedding.trainable = shared if embedding is None else embedding
         for conv in self.backbone.convs:
             conv.trainable = convs
+        for number, delta in self.deltas.items():
+            delta.trainable = number == str(task)
         for number, layers in self.patches.items():
             for patch in layers:
                 patch.trainable = patches and number == str(task)
@@ -356,12 +434,16 @@ class ConureModel(keras.Model):
         self._use(task, phase)
         return self.backbone(tokens, patches=self.patches.get(str(task)),
                              gates=self.task_gates(task, self.smax if s is None else s),
-                             gate_position=self.gate_position)
+                             gate_position=self.gate_position, delta=self.deltas.get(str(task)))
 
     def user(self, tokens, task, phase, s=None):
-        """The representation at the last position, which tasks 2+ and every ranking read. Only the
-        receptive field is computed: the same numbers as the whole sequence, for a fraction of the
-        work (61 of 101 tokens with dilations 1, 4, 1, 4)."""
+        """The representation tasks 2+ and every ranking read: at the last position, computed over
+        the receptive field only (the same numbers as the whole sequence, for a fraction of the
+        work: 61 of 101 tokens with dilations 1, 4, 1, 4), or, for a head that pools, over every
+        non-padding position."""
+        head = self.heads.get(str(task))
+        if isinstance(head, TargetHead) and head.pooling != "last":
+            return head.pool(self.hidden(tokens, task, phase, s), tokens)
         return self.hidden(tokens[:, -self.receptive_field:], task, phase, s)[:, -1, :]
 
     def task_loss(self, batch, task, phase):
@@ -373,6 +455,8 @@ class ConureModel(keras.Model):
             return losses.next_item_loss(hidden, batch, head.weight, head.bias, self.softmax_chunk,
                                          self.sampled_sums) + head.penalty()
         user = self.user(batch["tokens"], task, phase, s)
+        if "dropout" in batch:  # the task's dropout on its representation, drawn on the host
+            user = user * ops.cast(batch["dropout"], user.dtype)
         loss = losses.target_loss(user, batch, head.table, head.kind, self.softmax_chunk, head.biases(zeros=False))
         return loss + head.penalty()
 
