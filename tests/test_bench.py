@@ -27,11 +27,21 @@ def test_a_rate_above_the_peak_is_an_error_not_a_share():
         peak.share_of_peak(0.09, peak.Peak(0.08, (4, 4, 4), "xla"))
 
 
+def measured_row(tflops, peak_tflops):
+    return {"backend": "jax", "rate": 2.0, "fastest_s": 0.4, "tflops": tflops, "peak_tflops": peak_tflops,
+            "split": {}, "start_mb": 0, "peak_mb": 0, "model_mb": 0}
+
+
+def test_a_train_row_is_a_share_of_the_peak_probed_in_its_own_minutes():
+    sweep = peak.Peak(0.4, (4, 4, 4), "xla")
+    printed = bench.train_row(bench.ROWS[0], measured_row(0.15, 0.2), bench.SCALES["small"], "CPU x2", sweep)
+    assert (printed["peak TFLOP/s"], printed["of peak"]) == ("0.200", "75%")
+
+
 def test_a_train_row_above_the_peak_fails_naming_the_row():
-    measured = {"backend": "jax", "rate": 2.0, "fastest_s": 0.4, "tflops": 0.2, "split": {},
-                "start_mb": 0, "peak_mb": 0, "model_mb": 0}
     with pytest.raises(peak.AbovePeakError, match="T1 sampled softmax"):
-        bench.train_row(bench.ROWS[0], measured, bench.SCALES["small"], "CPU x2", peak.Peak(0.1, (4, 4, 4), "xla"))
+        bench.train_row(bench.ROWS[0], measured_row(0.2, 0.1), bench.SCALES["small"], "CPU x2",
+                        peak.Peak(0.1, (4, 4, 4), "xla"))
 
 
 def test_the_sweep_holds_the_squares_and_each_rows_matmuls_with_their_backward_shapes():

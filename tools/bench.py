@@ -204,6 +204,7 @@ TTL_TRAIN_USERS = int(1_450_000 * 0.8)
 T2_TARGETS = 17_880
 SEQ_POSITIONS = 100  # T1 positions per line
 EVAL_CHUNK = 65_536  # evaluation's item chunk (the stage default)
+DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16"}  # a row's precision: its matmuls' dtype
 
 
 def conv_flops(positions, channels, dilations, kernel_size=3):
@@ -371,18 +372,22 @@ def bench_data(scale, rng):
     return t1, data_loader.TransferTask(transfer, "item", 10, 0.2, "generated")
 
 
-def time_steps(step, data, config, steps, constant):
-    """(steps per second over the timed steps, the fastest step's seconds), after two compile and
-    warm-up steps. The share of the peak uses the fastest step, as the peak is the fastest of its
-    repeats: a shared machine's speed can change within a run."""
+def time_steps(step, data, config, steps, constant, probe):
+    """(steps per second over the timed steps, the fastest step's seconds, the fastest rate of
+    `probe` (a peak.Probe) timed after each step), after two compile and warm-up steps. Shares of
+    the peak set the fastest step against the probe's best in the same minutes: a shared machine's
+    speed can change within a run."""
     import data_loader
 
     batches = data_loader.prefetched(data.train_batches(config, epoch=0))
     first = next(batches)
     for _ in range(2):
         step(first)
-    seconds = [_timed(lambda: step(first if constant else next(batches))) for _ in range(steps)]
-    return steps / sum(seconds), min(seconds)
+    seconds, probed = [], []
+    for _ in range(steps):
+        seconds.append(_timed(lambda: step(first if constant else next(batches))))
+        probed.append(probe())
+    return steps / sum(seconds), min(seconds), max(probed)
 
 
 def time_split(step, data, config, steps):
@@ -403,15 +408,19 @@ def time_split(step, data, config, steps):
     return {"data": data_s, "forward/backward": backward_s, "optimizer": optimizer_s}
 
 
-def time_eval(model, data, config, steps, repeats=3):
-    """Held-out users per second of stage.evaluate over `steps` batches: the fastest of `repeats`."""
+def time_eval(model, data, config, steps, probe, repeats=3):
+    """(held-out users per second of stage.evaluate over `steps` batches, the fastest of `repeats`;
+    the best rate of `probe` timed after each)."""
     import stage
 
     tokens, truth = data.test_inputs()
     capped = {**config, "eval_cap": config["eval_batch_size"] * steps}
     stage.evaluate(model, 1, data, {**capped, "eval_cap": config["eval_batch_size"]})  # compile
-    seconds = min(_timed(lambda: stage.evaluate(model, 1, data, capped)) for _ in range(repeats))
-    return min(len(tokens), capped["eval_cap"]) / seconds
+    seconds, probed = [], []
+    for _ in range(repeats):
+        seconds.append(_timed(lambda: stage.evaluate(model, 1, data, capped)))
+        probed.append(probe())
+    return min(len(tokens), capped["eval_cap"]) / min(seconds), max(probed)
 
 
 def build_row(row, scale, seed):
@@ -439,8 +448,9 @@ def build_row(row, scale, seed):
     return model, step, t1 if row.task == 1 else t2, config, xla
 
 
-def measure_row(row, scale, seed):
-    """One row's raw figures: steps/s, achieved TFLOP/s, time split, memory (this process's)."""
+def measure_row(row, scale, seed, peak_spec):
+    """One row's raw figures: steps/s, achieved TFLOP/s and the peak probe's in the same minutes
+    (`peak_spec`: the sweep's winning shape, dtype and engine), time split, memory (this process's)."""
     import gc
 
     import trainer  # noqa: F401, I001  first: it silences TensorFlow's start-up messages
@@ -450,15 +460,16 @@ def measure_row(row, scale, seed):
     batch, steps = scale["batch"], scale["steps"]
     keras.backend.clear_session()
     gc.collect()
+    probe = peak.Probe(*peak_spec)
     reset_peak_memory()
     start_mb = resident_mb()[0]
     model, step, data, config, xla = build_row(row, scale, seed)
-    rate, fastest = time_steps(step, data, config, steps, row.constant)
+    rate, fastest, probed = time_steps(step, data, config, steps, row.constant, probe)
     split = time_split(step, data, config, steps)
     chunk = config["softmax_chunk"]
     return {"case": row.name, "backend": _backend_label(xla), "rate": rate, "fastest_s": fastest,
             "tflops": 3 * row_flops(row, scale, batch) / fastest / 1e12,  # forward + backward ~ 3x the forward matmuls
-            "split": split, "start_mb": start_mb, "peak_mb": peak_memory_mb(),
+            "peak_tflops": probed, "split": split, "start_mb": start_mb, "peak_mb": peak_memory_mb(),
             "model_mb": sum(memory_model(scale, row, batch, chunk).values()) / 2**20}
 
 
@@ -470,13 +481,14 @@ def case_profile(args) -> None:
         raise SystemExit(f"--case=profile takes a T1 sampled-softmax row, not {row.name!r}")
     model, step, data, config, xla = build_row(row, scale, args.seed)
     device = _device_name()
-    best = peak.measure("float32", row_matmuls(row, scale, scale["batch"]))
-    rows = step_profile.profile(model, step, data, config, xla, best)
+    sweep = peak.measure("float32", row_matmuls(row, scale, scale["batch"]))
+    rows, best = step_profile.profile(model, step, data, config, xla, sweep)
     print(f"{row.name} at scale {args.scale} ({scale['items']:,} items, {scale['channels']} channels, "
           f"{len(scale['dilations'])} blocks, batch {scale['batch']}), {device}, {_backend_label(xla)}; "
           f"each part compiled on its own, best of {step_profile.ROUNDS} interleaved rounds")
     _print_rows(rows)
-    print(f"\nmatmul peak: float32 {best.describe()}; lost ms: the part's time less its matmul FLOPs at the peak")
+    print(f"\nmatmul peak: float32 {best.describe()}, timed once a round (the sweep's best: {sweep.tflops:.3f}); "
+          "lost ms: the part's time less its matmul FLOPs at the peak")
     print(f"holds the step back: {step_profile.holding_back(rows)}")
 
 
@@ -490,7 +502,7 @@ _MEASURE_ROW = (
     "import json, sys\n"
     "from tools import bench\n"
     "row = next(r for r in bench.ROWS if r.name == sys.argv[1])\n"
-    "print(json.dumps(bench.measure_row(row, json.loads(sys.argv[2]), int(sys.argv[3]))))\n"
+    "print(json.dumps(bench.measure_row(row, json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))))\n"
 )
 
 
@@ -501,32 +513,39 @@ def case_train(args) -> None:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     rows = [r for r in ROWS if r.name in wanted and not (r.tensorflow_only and backend != "tensorflow")]
     isolate = args.isolate or scale.get("isolate")
-    if isolate:  # each row in a fresh interpreter: its own peak memory
-        measured = []
-        for row in rows:
-            print(f"measuring {row.name} ...", file=sys.stderr, flush=True)
-            measured.append(_run_python(_MEASURE_ROW, row.name, json.dumps(scale), args.seed))
-    else:
-        measured = [measure_row(row, scale, args.seed) for row in rows]
-    eval_rate = measure_eval(scale, args.seed)
-    device = _device_name()
     peaks = measure_peaks(rows, scale)
+    specs = {precision: (best.shape, DTYPES[precision], best.engine) for precision, best in peaks.items()}
+    measured = []
+    for row in rows:
+        if isolate:  # each row in a fresh interpreter: its own peak memory
+            print(f"measuring {row.name} ...", file=sys.stderr, flush=True)
+            measured.append(_run_python(_MEASURE_ROW, row.name, json.dumps(scale), args.seed,
+                                        json.dumps(specs[row.precision])))
+        else:
+            measured.append(measure_row(row, scale, args.seed, specs[row.precision]))
+    eval_rate, eval_peak = measure_eval(scale, args.seed, peak.Probe(*specs["float32"]))
+    device = _device_name()
     _print_rows([train_row(row, m, scale, device, peaks[row.precision]) for row, m in zip(rows, measured)])
     print_peaks(peaks, device)
-    print("time split: each part run on its own, one batch at a time (a real step overlaps the data with the step "
-          "and fuses the rest).\nmodel MB: memory_model()'s estimate, to set against peak MB - start MB"
-          + (" (each row ran in its own interpreter)" if isolate else
-             " (rows share this process: start MB holds what earlier rows left; --isolate avoids it)"))
+    print("peak TFLOP/s: the sweep's winning matmul timed again after each of the row's steps, its best; of peak: "
+          "the fastest step's TFLOP/s against it.\ntime split: each part run on its own, one batch at a time (a real "
+          "step overlaps the data with the step and fuses the rest).\nmodel MB: memory_model()'s estimate, to set "
+          "against peak MB - start MB" + (" (each row ran in its own interpreter)" if isolate else
+                                          " (rows share this process: start MB holds what earlier rows left; "
+                                          "--isolate avoids it)"))
     eval_tflops = eval_flops_per_user(scale) * eval_rate / 1e12
     mode = "item-chunked ranking" if scale["items"] > EVAL_CHUNK else "score matrix"
-    print(f"\nT1 evaluation ({mode}, batch 256): {eval_rate:,.0f} users/s, {eval_tflops:.3f} TFLOP/s "
-          f"({peak.share_of_peak(eval_tflops, peaks['float32'])} of the float32 peak); 290k held-out users at this "
+    share = peak.share_of_peak(eval_tflops, peak.Peak(eval_peak, peaks["float32"].shape, peaks["float32"].engine))
+    print(f"\nT1 evaluation ({mode}, batch 256): {eval_rate:,.0f} users/s, {eval_tflops:.3f} TFLOP/s ({share} of "
+          f"the float32 peak probe, {eval_peak:.3f} TFLOP/s in the same minutes); 290k held-out users at this "
           f"scale's rate: {_minutes(290_000 / eval_rate)}")
 
 
-def train_row(row, measured, scale, device, row_peak):
-    """One printed row of the train table; raises peak.AbovePeakError if the row beats the peak."""
+def train_row(row, measured, scale, device, sweep):
+    """One printed row of the train table; raises peak.AbovePeakError if the row beats the peak (the
+    sweep's winning matmul, timed in the row's minutes)."""
     m, batch = measured, scale["batch"]
+    row_peak = peak.Peak(m["peak_tflops"], sweep.shape, sweep.engine)
     try:
         share = peak.share_of_peak(m["tflops"], row_peak)
     except peak.AbovePeakError as error:
@@ -545,11 +564,10 @@ def train_row(row, measured, scale, device, row_peak):
 def measure_peaks(rows, scale):
     """{precision: peak.Peak} for float32 (evaluation's) and each row's precision, each swept over
     the squares and the largest matmuls of the rows of that precision (and evaluation's)."""
-    dtypes = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
     shapes = {"float32": eval_matmuls(scale)}
     for row in rows:
         shapes.setdefault(row.precision, []).extend(row_matmuls(row, scale, scale["batch"]))
-    return {precision: peak.measure(dtypes[precision], row_shapes) for precision, row_shapes in shapes.items()}
+    return {precision: peak.measure(DTYPES[precision], row_shapes) for precision, row_shapes in shapes.items()}
 
 
 def print_peaks(peaks, device):
@@ -565,15 +583,16 @@ def print_peaks(peaks, device):
     print(f"  ceiling: {source}")
 
 
-def measure_eval(scale, seed):
-    """Held-out users per second of T1's evaluation (item-chunked ranking, batch 256)."""
+def measure_eval(scale, seed, probe):
+    """(held-out users per second of T1's evaluation, item-chunked ranking at batch 256; the best
+    rate of `probe` timed after each repeat)."""
     import stage
 
     t1, _ = bench_data(scale, np.random.default_rng(seed))
     cfg = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
            "eval_batch_size": 256, "eval_chunk": EVAL_CHUNK}
     model = stage.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
-    return time_eval(model, t1, cfg, steps=max(1, scale["steps"] // 4))
+    return time_eval(model, t1, cfg, max(1, scale["steps"] // 4), probe)
 
 
 def _device_name():
@@ -688,13 +707,15 @@ def case_predict(args) -> None:
             sizes["Conure"] = export.size_bytes(tmp / "conure")
             loaded = tf.saved_model.load(str(tmp / "conure"))
         best = peak.measure("float32", predict_matmuls(scale, conure))
+        probe = peak.Probe.of(best, "float32")
         for number, name, kind in conure.tasks:
             one = predict.Predictor(dataclasses.replace(conure, tasks=[(number, name, kind)]), batch_size=PREDICT_BATCH)
             rate = users_per_second(one.answer, batches)
+            same_minutes = peak.Peak(max(probe() for _ in range(3)), best.shape, best.engine)
             tflops = predict_flops_per_user(scale, number, conure.n_answers(number)) * rate / 1e12
             rows.append({"task": f"T{number} {name}", "answers": f"{conure.n_answers(number):,}",
                          "predict.py users/s": f"{rate:,.0f}", "TFLOP/s": f"{tflops:.3f}",
-                         "of peak": peak.share_of_peak(tflops, best)})
+                         "peak TFLOP/s": f"{same_minutes.tflops:.3f}", "of peak": peak.share_of_peak(tflops, same_minutes)})
             if saved_model:
                 serve = loaded.signatures[name]
                 rate = users_per_second(lambda batch: serve(tokens=tf.constant(token_of[batch])), batches)
@@ -703,11 +724,12 @@ def case_predict(args) -> None:
             f.writelines(",".join(line) + "\n" for batch in batches for line in token_of[batch])
         done = predict.write_answers(conure, tmp / "users.csv", tmp / "answers.jsonl", log=lambda *a: None)
         rows.append({"task": "all six, file to JSON lines", "answers": "",
-                     "predict.py users/s": f"{done['users'] / done['seconds']:,.0f}", "TFLOP/s": "-", "of peak": "-",
+                     "predict.py users/s": f"{done['users'] / done['seconds']:,.0f}", "TFLOP/s": "-",
+                     "peak TFLOP/s": "-", "of peak": "-",
                      **({"SavedModel users/s": "-"} if saved_model else {})})
         _print_rows(rows)
-        print(f"\nmatmul peak: float32 {best.describe()}; TFLOP/s counts the receptive field's convolutions "
-              "and one score per answer")
+        print(f"\nmatmul peak: float32 {best.describe()}; peak TFLOP/s: its shape timed again after each task; "
+              "TFLOP/s counts the receptive field's convolutions and one score per answer")
         if not saved_model:
             print("\nExport sizes: run on the TensorFlow backend (a SavedModel is a TensorFlow graph).")
             return

@@ -90,26 +90,45 @@ def matmul_rate(shape, dtype, engine, repeats=5, budget_s=2.0):
     """TFLOP/s of one plain [m, k] x [k, n] matmul: compiled on its own (nothing fused into it), its
     result materialised in device memory and waited for; best of `repeats` after a warm-up (fewer
     when they would take over `budget_s`)."""
-    import keras
+    probe = Probe(shape, dtype, engine)
+    rates = []
+    while len(rates) < repeats and sum(probe.flops / r / 1e12 for r in rates) < budget_s:  # slow shapes: fewer
+        rates.append(probe(times=1))
+    return max(rates)
 
-    m, k, n = shape
-    a = keras.random.normal((m, k), dtype=dtype, seed=0)
-    b = keras.random.normal((k, n), dtype=dtype, seed=1)
-    if keras.backend.backend() == "jax":
-        import jax
 
-        multiply = jax.jit(jax.numpy.matmul)
-        run = lambda: multiply(a, b).block_until_ready()  # noqa: E731
-    else:
-        import tensorflow as tf
+class Probe:
+    """One compiled matmul of a shape, dtype and engine; each call runs it and returns its TFLOP/s.
+    Timed between the steps of a row, it gives the peak of the same moment: a shared machine's
+    speed can change within a run."""
 
-        multiply = tf.function(tf.linalg.matmul, jit_compile=engine == "xla")
-        run = lambda: multiply(a, b)[0, 0].numpy()  # noqa: E731  reading one element waits for all of it
-    run()
-    times = []
-    while len(times) < repeats and sum(times) < budget_s:  # large, slow shapes get fewer repeats
-        times.append(_timed(run))
-    return 2 * m * k * n / min(times) / 1e12
+    def __init__(self, shape, dtype, engine):
+        import keras
+
+        m, k, n = shape
+        self.flops = 2 * m * k * n
+        a = keras.random.normal((m, k), dtype=dtype, seed=0)
+        b = keras.random.normal((k, n), dtype=dtype, seed=1)
+        if keras.backend.backend() == "jax":
+            import jax
+
+            multiply = jax.jit(jax.numpy.matmul)
+            self.run = lambda: multiply(a, b).block_until_ready()
+        else:
+            import tensorflow as tf
+
+            multiply = tf.function(tf.linalg.matmul, jit_compile=engine == "xla")
+            self.run = lambda: multiply(a, b)[0, 0].numpy()  # reading one element waits for all of it
+        self.run()  # compile and warm up
+
+    @classmethod
+    def of(cls, peak, dtype):
+        """The probe of a Peak's winning shape and engine."""
+        return cls(peak.shape, dtype, peak.engine)
+
+    def __call__(self, times=3):
+        """The best TFLOP/s of `times` runs (a thread that wakes up meanwhile slows one run, not all)."""
+        return self.flops / min(_timed(self.run) for _ in range(times)) / 1e12
 
 
 def _timed(fn):

@@ -74,8 +74,9 @@ def part_timer(loss_fn, variables, model_variables, inputs, xla):
 
 
 def profile(model, step, data, config, xla, peak, rounds=ROUNDS):
-    """Rows of the profile table: each part's best time over `rounds` interleaved rounds, the whole
-    step's and the parts' sum. `step` is the stage's trainer.TrainStep of T1 on `model`."""
+    """(rows of the profile table, the peak they are set against): each part's best time over
+    `rounds` interleaved rounds, the whole step's and the parts' sum, against the best of `peak`'s
+    winning matmul timed once a round. `step` is the stage's trainer.TrainStep of T1 on `model`."""
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # one trace per part is expected
     batches = iter(data.train_batches(config, epoch=0))
     batch = next(batches)
@@ -90,10 +91,13 @@ def profile(model, step, data, config, xla, peak, rounds=ROUNDS):
     best = {name: float("inf") for name in timers}
     for timer in timers.values():
         timer()  # compile and warm up
+    probe, probed = matmul_peak.Probe.of(peak, "float32"), 0.0
     for _ in range(rounds):
         for name, timer in timers.items():
             best[name] = min(best[name], _timed(timer))
-    return table(best, flops, peak)
+        probed = max(probed, probe())
+    same_minutes = matmul_peak.Peak(probed, peak.shape, peak.engine)
+    return table(best, flops, same_minutes), same_minutes
 
 
 def table(seconds, flops, peak):
