@@ -42,11 +42,14 @@ DEFAULT_CONVERGED = {
 SUCCESSORS = {"teracon": {"t2": {"learning_rate": 1e-3},
                           "later": {"learning_rate": 1e-4, "batch_size": 1024, "patience": 5, "epochs": 100}}}
 LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on take this share of it (TERACON: 1/10)
-# Conure beyond the release (docs/extension.md), with `run_all.py --extension`: what its stages add to
-# the preset's. "first": tp_t1 (the chain's embedding); "later": every stage of T2 on; "class": those of
-# classification tasks, "head" of their tp stages (which fix the head). TUNED's "extension" holds a
-# data set's choices on its validation slice.
-EXTENSION = {"first": {"embedding": "delta"}, "later": {}, "class": {}, "head": {"pooling": "mean"}}
+# Conure beyond the release (docs/extension.md), with `run_all.py --extension`: its settings, over the
+# preset's (TUNED's "extension" holds a data set's choices on its validation slice, and the command
+# line can give any of them), and the stages each goes to: (phases, first task, classification only).
+EXTENSION = {"embedding": "delta", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "mean",
+             "task_dropout": 0.0, "shared_lr_scale": 1.0}
+EXTENSION_STAGES = {"embedding": (("tp",), 1, False), "embedding_prune_ratio": (("tp",), 1, False),
+                    "delta_rank": (("tp",), 2, False), "pooling": (("tp",), 2, True),
+                    "task_dropout": (("tp", "ret"), 2, True), "shared_lr_scale": (("tp", "ret"), 2, True)}
 TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/training.md, "The converged preset")
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
@@ -85,14 +88,15 @@ class DataSettings:
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
 
 
-def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=False):
+def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None):
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
     a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
     min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
     classification tasks; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's
-    T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension` adds EXTENSION's settings to Conure's."""
+    T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension` ({setting: value}, or None: off) adds the
+    extension's settings (extension_settings) to Conure's."""
     phase, number = stage.parse_stage(name)
-    result = extension_settings(name, data) if extension else {}
+    result = extension_settings(name, data, extension) if extension is not None else {}
     if chain and phase != "ret" and stage.previous_stage(name) is None:
         result.update(chain)
     if class_loss and tasks.task(number).kind == "class":
@@ -135,15 +139,20 @@ def successor_settings(method, number, data):
     return found
 
 
-def extension_settings(name, data=None):
-    """EXTENSION's settings of Conure stage `name`, with `data`'s choices (TUNED's "extension") on top."""
+def extension_settings(name, data=None, given=None):
+    """The extension's settings of Conure stage `name`: EXTENSION, `data`'s choices (TUNED's
+    "extension") and `given` ({setting: value}) on top, each where EXTENSION_STAGES sends it."""
     phase, number = stage.parse_stage(name)
     if phase not in ("tp", "ret"):
         raise stage.ConfigError(f"--extension: an extension of Conure, not of the {phase} stages")
-    found, kind = {}, tasks.task(number).kind
-    for source in (EXTENSION, ((data and data.tuned) or {}).get("extension", {})):
-        parts = ["first"] if name == "tp_t1" else ["later"] + (["class"] if kind == "class" else []) + (
-            ["head"] if kind == "class" and phase == "tp" else [])
-        for part in parts:
-            found.update(source.get(part, {}))
+    chosen = {**EXTENSION, **((data and data.tuned) or {}).get("extension", {}), **(given or {})}
+    unknown = set(chosen) - set(EXTENSION_STAGES)
+    if unknown:
+        raise stage.ConfigError(f"--extension: unknown {', '.join(sorted(unknown))} (known: {', '.join(EXTENSION)})")
+    found = {}
+    for key, value in chosen.items():
+        phases, first, class_only = EXTENSION_STAGES[key]
+        if phase in phases and number >= first and (not class_only or tasks.task(number).kind == "class"):
+            if key != "embedding" or number == 1:
+                found[key] = value
     return found

@@ -54,6 +54,18 @@ def parse_tasks(text):
     return numbers
 
 
+def parse_extension(text):
+    """'embedding=owned,task_dropout=0.3' -> {'embedding': 'owned', 'task_dropout': 0.3} ('' -> {})."""
+    found = {}
+    for item in filter(None, text.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or key not in presets.EXTENSION_STAGES:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected setting=value, a setting one of "
+                                             f"{', '.join(presets.EXTENSION_STAGES)}")
+        found[key] = stage.parse_value(key, value, stage.DEFAULTS[key] if stage.DEFAULTS[key] is not None else "")
+    return found
+
+
 def parse_dilations(text):
     try:
         return [int(x) for x in text.strip("[]").split(",")]
@@ -272,8 +284,9 @@ def command_line(args):
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
                                              *CHAIN_OPTIONS, "class_loss", "later_learning_rate")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
-    return ("python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None)
-            + (" --extension" if args.extension else ""))
+    extension = "" if args.extension is None else " --extension" + (
+        "=" + ",".join(f"{k}={v}" for k, v in args.extension.items()) if args.extension else "")
+    return "python run_all.py " + " ".join(f"--{k}={v}" for k, v in options.items() if v is not None) + extension
 
 
 def suffix(method):
@@ -410,9 +423,9 @@ def build_parser():
     parser.add_argument("--later_learning_rate", type=float, default=None,
                         help="the learning rate of T2 and later tasks, over the preset's (TERACON's T3 on: a tenth of "
                              "it, as its release's ratio); how the successors' rate is chosen (docs/hat.md)")
-    parser.add_argument("--extension", action="store_true",
-                        help="Conure beyond the release: its item embedding and heads as presets.EXTENSION says "
-                             "(docs/extension.md)")
+    parser.add_argument("--extension", nargs="?", const="", default=None, type=parse_extension,
+                        help="Conure beyond the release (docs/extension.md): presets.EXTENSION's settings, the "
+                             "data set's choices, and any given here, e.g. --extension=embedding=owned,pooling=last")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import data_loader
+import presets
 import proof
 import pruning
+import run_all
 import stage
 from conftest import rewrite_weights, run_stage
 from data_loader import PAD, SEP
@@ -128,6 +130,27 @@ def test_an_item_delta_is_read_by_its_own_task_alone(delta_chain):
     assert deltas == ["delta_t2", "delta_t3"] and np.abs(rows).max() > 0  # trained from zero
     for task in (1, 2):
         assert proof.prove_stage(task, "ret_t3", delta_chain / "Models").holds
+
+
+# ---------------------------------------------------------------- run_all.py --extension
+
+def test_each_extension_setting_goes_to_the_stages_it_belongs_to():
+    given = run_all.parse_extension("embedding=owned,task_dropout=0.3")
+    assert given == {"embedding": "owned", "task_dropout": 0.3}
+    first, later, head, retrain = (presets.overrides(name, "quick", extension=given)
+                                   for name in ("tp_t1", "tp_t2", "tp_t4", "ret_t4"))
+    assert first["embedding"] == "owned" and "pooling" not in first and "task_dropout" not in first
+    assert "embedding" not in later and "pooling" not in later and later["delta_rank"] == 8
+    assert head["pooling"] == presets.EXTENSION["pooling"] and head["task_dropout"] == 0.3
+    assert "pooling" not in retrain and retrain["task_dropout"] == 0.3  # a retrain keeps its head
+    assert "embedding" not in presets.overrides("tp_t1", "quick")  # off without --extension
+
+
+def test_the_extension_is_refused_for_other_methods_and_settings():
+    with pytest.raises(stage.ConfigError, match="an extension of Conure"):
+        presets.overrides("finall_t2", "quick", extension={})
+    with pytest.raises(run_all.argparse.ArgumentTypeError, match="a setting one of"):
+        run_all.parse_extension("learning_rate=0.1")
 
 
 # ---------------------------------------------------------------- heads that pool every position
