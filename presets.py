@@ -45,7 +45,7 @@ LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on t
 # Conure beyond the release (docs/extension.md), with `run_all.py --extension`: its settings, over the
 # preset's (TUNED's "extension" holds a data set's choices on its validation slice, and the command
 # line can give any of them), and the stages each goes to: (phases, first task, classification only).
-EXTENSION = {"embedding": "delta", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "mean",
+EXTENSION = {"embedding": "delta", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "last",
              "task_dropout": 0.0, "shared_lr_scale": 1.0}
 EXTENSION_STAGES = {"embedding": (("tp",), 1, False), "embedding_prune_ratio": (("tp",), 1, False),
                     "delta_rank": (("tp",), 2, False), "pooling": (("tp",), 2, True),

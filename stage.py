@@ -275,7 +275,8 @@ def validate(config):
 
 def validate_extension(config, need):
     """The settings beyond the release (docs/extension.md)."""
-    need(config["embedding"] in (None, *EMBEDDINGS), f"embedding={config['embedding']!r}: one of {', '.join(EMBEDDINGS)}")
+    need(config["embedding"] in (None, *EMBEDDINGS),
+         f"embedding={config['embedding']!r}: one of {', '.join(EMBEDDINGS)}")
     need(0 < config["embedding_prune_ratio"] < 1,
          f"embedding_prune_ratio={config['embedding_prune_ratio']!r}: must lie in (0, 1)")
     need(isinstance(config["delta_rank"], int) and config["delta_rank"] > 0,

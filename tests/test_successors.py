@@ -119,7 +119,8 @@ def gated_toy(update, seed):
     def loss(batch):
         a = gate.plain(batch["s"])[0]
         logit = keras.ops.sum(batch["x"] * a * w, axis=1) + b
-        return keras.ops.mean(keras.ops.binary_crossentropy(batch["y"], logit, from_logits=True)) + 0.75 * keras.ops.mean(a)
+        fit = keras.ops.mean(keras.ops.binary_crossentropy(batch["y"], logit, from_logits=True))
+        return fit + 0.75 * keras.ops.mean(a)
 
     rules = {id(gate.embedding): hat.GateUpdate(smax)} if update == "hat" else None
     step = trainer.TrainStep(loss, [w, b, gate.embedding], [w, b, gate.embedding], trainer.adam(1e-2),

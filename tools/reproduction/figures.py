@@ -66,15 +66,18 @@ def curves_figure(path, shares):
     for ax, k in zip(axes.ravel(), numbers):
         metric = run_all.main_metric(k)
         for method in plan.CURVES["methods"]:
-            points = [(share, collect([share_dir(share, s) for s in plan.CURVES["seeds"]], method, k)) for share in shares]
+            seeds = plan.CURVES["seeds"]
+            points = [(share, collect([share_dir(share, s) for s in seeds], method, k)) for share in shares]
             points = [(share, spread(found, metric)) for share, found in points if found]
             if points:
                 drawn = True
                 x, (mean, std, _) = [p[0] for p in points], zip(*[p[1] for p in points])
                 ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=plan.LABELS[method])
-        fitted = [(share, [b for b in (baselines(plan.CURVES["dataset"], share_dir(share, s)) for s in plan.CURVES["seeds"])
+        fitted = [(share, [b for b in (baselines(plan.CURVES["dataset"], share_dir(share, s))
+                               for s in plan.CURVES["seeds"])
                            if b and k in b]) for share in shares]
-        for part, style, name in (("strong", "--", "strong simple baseline"), ("trivial", ":", "popularity / majority")):
+        for part, style, name in (("strong", "--", "strong simple baseline"),
+                                  ("trivial", ":", "popularity / majority")):
             line = [(share, baseline_mean(found, part, k)) for share, found in fitted if found]
             if line:
                 ax.plot(*zip(*line), linestyle=style, color="gray", label=name)

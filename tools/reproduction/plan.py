@@ -44,10 +44,16 @@ SELECT = {"dataset": "ml-1m", "seed": 0, "rates": {"hat": [3e-4, 1e-3], "teracon
 # the preset's Adam for the gates, batch 128, BPR heads, the current batch's relation ratio); made by
 # `git checkout cb5eea2 && python tools/reproduce.py run --methods=hat,teracon`, kept for comparison.
 SHARED_PROTOCOL = {"methods": ["hat", "teracon"], "commit": "cb5eea2"}
+# Conure beyond the release (docs/extension.md, `run_all.py --extension`): its settings chosen one at a time
+# on seed 0's validation slice, each data set on its own (presets.TUNED's "extension" records a choice and
+# opens the next step), then its runs at the settings chosen.
+EXTENSION_RUNS = {"select_seed": 0, "seeds": [0, 1, 2],
+                  "steps": [("embedding", ["delta", "owned"]), ("pooling", ["last", "mean", "attention"]),
+                            ("task_dropout", [0.0, 0.3]), ("shared_lr_scale", [1.0, 0.3])]}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
-PARTS = ("select", "main", "heads", "paper_width", "sweep", "curves", "kcore")
+PARTS = ("select", "main", "heads", "paper_width", "sweep", "curves", "kcore", "extension")
 
 
 def seeds_of(dataset, method):
@@ -57,6 +63,11 @@ def seeds_of(dataset, method):
 
 def run_dir(dataset, seed):
     return OUT / dataset / f"seed{seed}"
+
+
+def extension_dir(dataset, seed, trial=None):
+    """A run of the extension: at the chosen settings, or a selection `trial` (setting, value)."""
+    return OUT / dataset / (f"extension-{trial[0]}-{trial[1]}-seed{seed}" if trial else f"extension-seed{seed}")
 
 
 def select_dir(method, rate):
@@ -169,6 +180,8 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
                run_all_args(SWEEP["dataset"], sweep_dir(ratio), "conure", SWEEP["seed"], SWEEP["preset"],
                             tasks_text or SWEEP["tasks"], f"--prune_ratio={ratio}"), None)
     yield from data_size_experiments(datasets, methods, chosen, tasks_text, parts)
+    for dataset in datasets if "extension" in parts and "conure" in methods else ():
+        yield from extension_experiments(dataset, chosen, tasks_text)
 
 
 def selection_experiments(datasets, methods, chosen, parts):
@@ -232,3 +245,55 @@ def share_stages(source, destination, names=None):
 
 def method_runs(dataset, method):
     return [run_dir(dataset, s) for s in seeds_of(dataset, method)]
+
+
+def extension_choices(dataset):
+    """The extension's settings chosen so far on `dataset` (presets.TUNED's "extension"), {} before."""
+    data_dir = Path(DATASETS[dataset]["data_dir"])
+    if not (data_dir / tasks.task(1).file).exists():
+        return {}
+    return dict((presets.DataSettings(data_dir).tuned or {}).get("extension", {}))
+
+
+def extension_steps(dataset):
+    """[(setting, candidates, the settings chosen before it, the trial run its stages start from)] up
+    to and with the first setting not chosen yet."""
+    found, choices, before, start = [], extension_choices(dataset), {}, None
+    for key, values in EXTENSION_RUNS["steps"]:
+        found.append((key, values, dict(before), start))
+        if key not in choices:
+            break
+        before[key] = choices[key]
+        start = (key, choices[key])
+    return found
+
+
+def extension_experiments(dataset, chosen, tasks_text):
+    """The extension's selection trials, step by step, then its runs at the settings chosen."""
+    seed = EXTENSION_RUNS["select_seed"]
+    steps = extension_steps(dataset)
+    for key, values, before, start in steps if chosen([seed]) else ():
+        for value in values:
+            trial = (key, value)
+            settings = ",".join(f"{k}={v}" for k, v in {**before, key: value}.items())
+            yield (f"{dataset} Conure with the extension, {key}={value}, seed {seed}",
+                   run_all_args(dataset, extension_dir(dataset, seed, trial), "conure", seed, PRESET, tasks_text,
+                                f"--extension={settings}"),
+                   start and (lambda start=start, trial=trial: share_extension_stages(dataset, start, trial)))
+    if len(steps) < len(EXTENSION_RUNS["steps"]) or steps[-1][0] not in extension_choices(dataset):
+        return
+    last = steps[-1][0], extension_choices(dataset)[steps[-1][0]]
+    for seed in chosen(EXTENSION_RUNS["seeds"]):
+        yield (f"{dataset} Conure with the extension, seed {seed}",
+               run_all_args(dataset, extension_dir(dataset, seed), "conure", seed, PRESET, tasks_text, "--extension"),
+               (lambda: share_stages(extension_dir(dataset, 0, last), extension_dir(dataset, 0), run_all.stage_names(
+                   "conure", run_all.parse_tasks(DATASETS[dataset]["tasks"])))) if seed == 0 else None)
+
+
+def share_extension_stages(dataset, start, trial):
+    """A trial of a head's setting starts from the stages before the first classification task of the
+    trial it follows (run_all reuses them: the same settings)."""
+    first_class = next(k for k, t in enumerate(tasks.TASKS, 1) if t.kind == "class")
+    names = [f"{phase}_t{k}" for k in range(1, first_class) for phase in ("tp", "ret")]
+    seed = EXTENSION_RUNS["select_seed"]
+    share_stages(extension_dir(dataset, seed, start), extension_dir(dataset, seed, trial), names)

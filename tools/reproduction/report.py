@@ -2,10 +2,10 @@
 from pathlib import Path
 
 import run_all
-from tools.reproduction import plan
+from tools.reproduction import extension, plan
 from tools.reproduction.figures import copy_figure, curves_figure, sweep_figure
-from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, method_runs, run_dir, seeds_of, share_dir,
-                                     sweep_dir)
+from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, method_runs, run_dir, seeds_of,
+                                     share_dir, sweep_dir)
 from tools.reproduction.results import (architecture_text, baselines, load_json, own_stage, t1_selection_text,
                                         wall_minutes)
 from tools.reproduction.forgetting import forgetting_comparison, forgetting_table, gates_table
@@ -35,11 +35,12 @@ def report(args=None, destination=None):
     points = sweep_figure(destination / "figures" / "prune_sweep.png")
     lines += ["## Prune-ratio sweep", ""]
     if points:
-        lines += [f"Conure on {plan.SWEEP['dataset']} T1-T2, seed {plan.SWEEP['seed']}, {plan.SWEEP['preset']} preset, prune ratio "
+        sweep = plan.SWEEP
+        lines += [f"Conure on {sweep['dataset']} T1-T2, seed {sweep['seed']}, {sweep['preset']} preset, prune ratio "
                   "of every task as shown.", "",
                   "![prune sweep](figures/prune_sweep.png)", "", "| prune ratio | T1 HR@5 | T2 HR@5 |", "|---|---|---|"]
         t1, t2 = dict(points[1]), dict(points[2])
-        lines += [f"| {r} | {t1.get(r, float('nan')):.4f} | {t2.get(r, float('nan')):.4f} |" for r in plan.SWEEP["ratios"]]
+        lines += [f"| {r} | {t1.get(r, float('nan')):.4f} | {t2.get(r, float('nan')):.4f} |" for r in sweep["ratios"]]
         found = baselines(plan.SWEEP["dataset"], sweep_dir(plan.SWEEP["ratios"][0]))
         if found:  # the quick preset has no validation slice: fitted on all training users
             lines.append(baseline_row(found, [1, 2], lambda k: ["HR@5"], label="strong simple baseline, same split"))
@@ -51,6 +52,8 @@ def report(args=None, destination=None):
     if plan.KCORE["dataset"] in plan.DATASETS:
         lines += ["", f"## How much data: {plan.KCORE['dataset']} with a k-core filter of the items", ""]
         lines += kcore_section()
+    for dataset in plan.DATASETS:
+        lines += [""] + extension.section(dataset)
     (destination / "REPRODUCTION.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {destination / 'REPRODUCTION.md'}")
 
@@ -123,7 +126,8 @@ def curves_section(destination):
     shares = plan.CURVES["shares"] + [1]
     lines = ["Every point trains on a nested random share of the training users (`--train_share`); the held-out "
              "and validation users are the same at every share, so every point is scored on the same people. Share "
-             "1 is the main runs. The subsets are one fixed random draw, the same for every seed, so the spread is that of "
+             "1 is the main runs. The subsets are one fixed random draw, the same for every seed, so the spread is "
+             "that of "
              "training; the simple baselines are fitted on the same subsets and do not depend on the seed.", ""]
     lines += varied_table(plan.CURVES, shares, share_dir, "share")
     lines += verdict_lines(plan.CURVES, shares, share_dir, "share")
@@ -137,7 +141,8 @@ def kcore_section():
             "fewer than k items are dropped, until nothing changes (`--min_item_count`); every held-out user is "
             "still scored, its dropped items as `<unk>`, and a held-out target that was dropped counts as a miss "
             "for every method and baseline. k = 0 is the main runs.", ""] + varied_table(
-        plan.KCORE, [0] + plan.KCORE["ks"], kcore_dir, "k") + verdict_lines(plan.KCORE, [0] + plan.KCORE["ks"], kcore_dir, "k")
+        plan.KCORE, [0] + plan.KCORE["ks"], kcore_dir, "k") + verdict_lines(plan.KCORE, [0] + plan.KCORE["ks"],
+                                                                            kcore_dir, "k")
 
 
 def progress_lines():

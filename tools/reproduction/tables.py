@@ -124,10 +124,12 @@ def claim_lines(dataset):
                     above.append(f"T{k} {metric} {side} ({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs "
                                  f"{best:.4f}, n={n})")
             if above:
-                lines.append(f"- {plan.LABELS[method]} against the better of the two simple baselines (mean ± std over "
+                lines.append(f"- {plan.LABELS[method]} against the better of the two simple baselines (mean ± std "
+                             "over "
                              f"seeds against the baseline): {', '.join(above)}.")
     later = [k for k in numbers_of(dataset) if k > 1]
-    for other in (m for m in ("sinmo", "finall", "peterrec", "finesmax", "sinmoall", "hat", "teracon") if m in plan.METHODS):
+    others = ("sinmo", "finall", "peterrec", "finesmax", "sinmoall", "hat", "teracon")
+    for other in (m for m in others if m in plan.METHODS):
         verdicts = []
         for k in later:
             mine = collect(method_runs(dataset, "conure"), "conure", k)
@@ -139,7 +141,8 @@ def claim_lines(dataset):
             tally = {v: sum(1 for _, x, _, _ in verdicts if x == v) for v in ("better", "tie", "worse", "one seed")}
             detail = ", ".join(f"T{k} {d:+.4f} ({'one seed' if v == 'one seed' else f'spread {n:.4f}'})"
                                for k, v, d, n in verdicts)
-            lines.append(f"- Conure vs {plan.LABELS[other]} on the later tasks: better on {tally['better']}, within the spread "
+            lines.append(f"- Conure vs {plan.LABELS[other]} on the later tasks: better on {tally['better']}, within the "
+                         "spread "
                          f"on {tally['tie']}, worse on {tally['worse']}"
                          + (f", not judged on {tally['one seed']} (one seed on a side)" if tally["one seed"] else "")
                          + f" ({detail}).")
@@ -174,7 +177,8 @@ def heads_table():
         return ["(not run yet)"]
     used = "softmax" if preset_run[0]["config"]["full_softmax"] else "logistic"
     loss = "logistic" if used == "softmax" else "softmax"
-    runs = {used: [run_dir(dataset, s) for s in plan.HEADS["seeds"]], loss: [heads_dir(loss, s) for s in plan.HEADS["seeds"]]}
+    seeds = plan.HEADS["seeds"]
+    runs = {used: [run_dir(dataset, s) for s in seeds], loss: [heads_dir(loss, s) for s in seeds]}
     lines = ["| classification loss | " + " | ".join(f"T{k} {tasks.task(k).name} accuracy" for k in numbers) + " |",
              "|---|" + "---|" * len(numbers)]
     for name, directories in runs.items():
@@ -234,7 +238,8 @@ def verdict_table(spec, values, directory, label):
     """Each method's place (see `place`) against the two simple baselines fitted on the same data,
     per setting and task."""
     numbers = numbers_of(spec["dataset"])
-    lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
+    lines = [f"| {label} | method | " + " | ".join(f"T{k}" for k in numbers) + " |",
+             "|---|---|" + "---|" * len(numbers)]
     for value, fitted, methods in setting_results(spec, values, directory):
         for method, found in methods.items() if fitted else ():
             lines.append(f"| {value:g} | {plan.LABELS[method]} | " + " | ".join(
