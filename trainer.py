@@ -403,8 +403,7 @@ def jax_step(loss_fn, variables, frozen, optimizer, scales=None, rules=None):
 
     def split():
         compiled_gradients = jax.jit(lambda *args: grads_of(*args)[1])
-        # Donated inputs in the order of the outputs, so each new array takes its old one's memory
-        # (in another order XLA copies the tables to keep the inputs it still reads).
+        # donated inputs in the outputs' order: else XLA copies the tables it still reads
         compiled_apply = jax.jit(lambda values, optimizer_values, grads: apply(optimizer_values, grads, values),
                                  donate_argnums=(0, 1))
 

@@ -8,9 +8,10 @@
     python tools/bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
 
 The "train" case times real training steps of Conure stages and evaluation on generated data of the
-chosen scale, and a plain matmul on the same device in the same run, and prints one table: steps/s,
-the time split of a step (data, forward/backward, optimizer), peak memory against memory_model(),
-achieved TFLOP/s and its share of the matmul peak. Every comparison in it (plain vs item-chunked
+chosen scale, and the device's matmul peak in the same run (tools/peak.py: the best of a sweep of
+shapes, timed again between each row's steps), and prints one table: steps/s, the time split of a
+step (data, forward/backward, optimizer), peak memory against memory_model(), achieved TFLOP/s and
+its share of the matmul peak. Every comparison in it (plain vs item-chunked
 softmax, float32 vs mixed bfloat16, XLA on/off and Adam's table updates on TensorFlow, real batches
 vs one constant batch) is measured in that same run.
 """
@@ -662,6 +663,16 @@ def users_per_second(call, batches, repeats=3):
     return len(batches) * len(batches[0]) / seconds
 
 
+def predict_row(scale, served, number, rate, best, probe):
+    """A task's row: predict.py's users/s, TFLOP/s and share of `best`'s matmul `probe`d just after."""
+    same_minutes = peak.Peak(max(probe() for _ in range(3)), best.shape, best.engine)
+    tflops = predict_flops_per_user(scale, number, served.n_answers(number)) * rate / 1e12
+    name = next(name for n, name, _ in served.tasks if n == number)
+    return {"task": f"T{number} {name}", "answers": f"{served.n_answers(number):,}",
+            "predict.py users/s": f"{rate:,.0f}", "TFLOP/s": f"{tflops:.3f}",
+            "peak TFLOP/s": f"{same_minutes.tflops:.3f}", "of peak": peak.share_of_peak(tflops, same_minutes)}
+
+
 def predict_flops_per_user(scale, number, answers):
     """Forward FLOPs of one user's answers to task `number`: the receptive field of its last input
     (T2+ read one more token, the separator), then a score per answer."""
@@ -710,12 +721,7 @@ def case_predict(args) -> None:
         probe = peak.Probe.of(best, "float32")
         for number, name, kind in conure.tasks:
             one = predict.Predictor(dataclasses.replace(conure, tasks=[(number, name, kind)]), batch_size=PREDICT_BATCH)
-            rate = users_per_second(one.answer, batches)
-            same_minutes = peak.Peak(max(probe() for _ in range(3)), best.shape, best.engine)
-            tflops = predict_flops_per_user(scale, number, conure.n_answers(number)) * rate / 1e12
-            rows.append({"task": f"T{number} {name}", "answers": f"{conure.n_answers(number):,}",
-                         "predict.py users/s": f"{rate:,.0f}", "TFLOP/s": f"{tflops:.3f}",
-                         "peak TFLOP/s": f"{same_minutes.tflops:.3f}", "of peak": peak.share_of_peak(tflops, same_minutes)})
+            rows.append(predict_row(scale, conure, number, users_per_second(one.answer, batches), best, probe))
             if saved_model:
                 serve = loaded.signatures[name]
                 rate = users_per_second(lambda batch: serve(tokens=tf.constant(token_of[batch])), batches)
