@@ -3,6 +3,7 @@
     python tools/bench.py --scale=small             # training and evaluation (the default case, "train")
     python tools/bench.py --scale=ttl --steps=2     # full TTL scale (645,974 items): a few steps on a CPU
     python tools/bench.py --case=profile --scale=sample  # T1's step part by part against the matmul peak
+    python tools/bench.py --case=peak --scale=sample     # every matmul of the peak's sweep, fastest first
     python tools/bench.py --case=memory --scale=ttl # the memory model at batch 32 and 256, nothing run
     python tools/bench.py --case=parse [--lines=1450000 --items=645974 --seed=0]
     python tools/bench.py --case=predict [--scale=small|sample|ttl]   # users/s per task, export sizes
@@ -493,6 +494,19 @@ def case_profile(args) -> None:
     print(f"holds the step back: {step_profile.holding_back(rows)}")
 
 
+def case_peak(args) -> None:
+    """Every matmul of the peak's sweep at a scale (its rows' shapes and evaluation's), float32."""
+    import trainer  # noqa: F401  first: it silences TensorFlow's start-up messages
+
+    shapes = eval_matmuls(SCALES[args.scale])
+    for row in ROWS:
+        shapes += row_matmuls(row, SCALES[args.scale], SCALES[args.scale]["batch"])
+    rates = peak.sweep("float32", shapes)
+    print(f"float32 matmuls on {_device_name()}, best of 5 runs each (m x k times k x n), fastest first:")
+    _print_rows([{"m": str(m), "k": str(k), "n": str(n), "engine": engine, "TFLOP/s": f"{tflops:.3f}"}
+                 for ((m, k, n), engine), tflops in sorted(rates.items(), key=lambda item: -item[1])])
+
+
 def _backend_label(xla):
     import keras
 
@@ -756,6 +770,7 @@ def _mib(size):
 CASES = {
     "train": case_train,
     "profile": case_profile,
+    "peak": case_peak,
     "parse": case_parse,
     "predict": case_predict,
     "memory": case_memory,

@@ -78,12 +78,17 @@ def engines():
     return ("xla",) if keras.backend.backend() == "jax" else ("tensorflow", "xla")
 
 
-def measure(dtype, row_shapes=(), repeats=5, rate_of=None):
-    """The Peak of `dtype` over sweep_shapes(row_shapes) on every engine; `rate_of(shape, dtype,
-    engine, repeats)` times one (default: matmul_rate)."""
+def sweep(dtype, row_shapes=(), repeats=5, rate_of=None):
+    """{(shape, engine): TFLOP/s} of `dtype` over sweep_shapes(row_shapes) on every engine;
+    `rate_of(shape, dtype, engine, repeats)` times one (default: matmul_rate)."""
     rate_of = rate_of or matmul_rate
-    return best_of({(shape, engine): rate_of(shape, dtype, engine, repeats)
-                    for shape in sweep_shapes(row_shapes) for engine in engines()})
+    return {(shape, engine): rate_of(shape, dtype, engine, repeats)
+            for shape in sweep_shapes(row_shapes) for engine in engines()}
+
+
+def measure(dtype, row_shapes=(), repeats=5, rate_of=None):
+    """The Peak of sweep(...): the best matmul of the sweep."""
+    return best_of(sweep(dtype, row_shapes, repeats, rate_of))
 
 
 def matmul_rate(shape, dtype, engine, repeats=5, budget_s=2.0):
