@@ -211,11 +211,12 @@ def chosen_rate(method):
 
 
 def selected_start(dataset, method, seed):
-    """For the main run that the selection's runs share T1 with: take T2 from the run at the chosen
-    rate (run_all reuses it, the settings being the same); None for every other run."""
+    """For the main run of the selection's data set and seed: take T1 and T2 from the run at the
+    chosen rate (run_all reuses them, the settings being the same); None for every other run."""
     if (dataset, seed) != (SELECT["dataset"], SELECT["seed"]) or method not in SELECT["rates"]:
         return None
-    return lambda: share_stages(select_dir(method, chosen_rate(method)), run_dir(dataset, seed), [f"{method}_t2"])
+    return lambda: share_stages(select_dir(method, chosen_rate(method)), run_dir(dataset, seed),
+                                [f"{method}_t1", f"{method}_t2"])
 
 
 def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
