@@ -356,10 +356,9 @@ class TableAdam:
 
 
 def jax_step(loss_fn, variables, frozen, optimizer, scales=None, rules=None):
-    """(step, split) on JAX: jax.value_and_grad over a stateless call under jax.jit, with the
-    new parameters and Adam state taking the old ones' memory (donated). `scales` ({index in
-    variables: array}) multiplies those variables' updates; `rules` (GradientRules) adjusts the
-    gradients and updates the variables after the optimizer's."""
+    """(step, split) on JAX: jax.value_and_grad over a stateless call under jax.jit, the new parameters
+    and Adam state taking the old ones' memory (donated). `scales` ({index in variables: array})
+    multiply those updates; `rules` (GradientRules) adjust the gradients and update the rest."""
     import jax
 
     rules = rules or GradientRules([], scales or {}, None, len(variables))
