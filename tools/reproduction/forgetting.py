@@ -98,5 +98,6 @@ def gates_table(dataset, method):
                      for g in gate_rows(directories, method, k, stage)]
             if found:
                 lines.append(f"| T{k} {tasks.task(k).name} | {stage} | "
-                             + " | ".join(cell(found, key) for key in keys) + f" (n={len(found)}) |")
+                             + " | ".join(cell(found, key, 4 if key == "regulariser" else 1) for key in keys)
+                             + f" (n={len(found)}) |")
     return lines if len(lines) > 2 else ["(not run yet)"]

@@ -86,7 +86,7 @@ def header_lines():
             "without a bias, the current batch's relation ratio and conv1's gate before its LayerNorm). Made by "
             f"`git checkout {plan.SHARED_PROTOCOL['commit']} && python tools/reproduce.py run --methods=hat,teracon`; "
             "their share of parameters changed counts every conv weight, as that code did.", "",
-            f"Machine: {machine_line()}.", ""]
+            f"Machines: {machine_line()}.", ""]
 
 
 def dataset_section(dataset, destination):
@@ -97,7 +97,7 @@ def dataset_section(dataset, destination):
              f"Data: {dataset} (`{spec['data_dir']}`), tasks {spec['tasks']}. Seeds: "
              + ", ".join(f"{label} {s}" for label, s in seeds.items())
              + f". Backbone: {architecture_text(dataset)}.{t1_selection_text(dataset)} Wall time of all its "
-             f"stages: {wall_minutes(directories):.0f} min on the machine named below.", "",
+             f"stages: {wall_minutes(directories):.0f} min on the machines named above.", "",
              "### Quality per task (each method's own model for the task; mean ± std over seeds)", ""]
     lines += quality_table(dataset)
     lines += ["", "### The paper's claims on this data", ""]
@@ -159,9 +159,15 @@ def progress_lines():
 
 
 def machine_line():
-    for directory in sorted(plan.ARCHIVE.glob("*/seed0")):
-        result = load_json(directory / "ret_t1.json")
-        if result and result.get("eval_settings"):
-            settings = result["eval_settings"]
-            return f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}"
-    return "n/a"
+    """Each machine the main runs' T1 stages ran on, with the methods it ran ('n/a' before any)."""
+    machines = {}
+    for dataset in plan.DATASETS:
+        for method in plan.METHODS:
+            for directory in method_runs(dataset, method):
+                result = load_json(archived(directory) / f"{own_stage(method, 1)}.json")
+                if result and result.get("eval_settings"):
+                    settings = result["eval_settings"]
+                    machine = f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}"
+                    machines.setdefault(machine, []).append(plan.LABELS[method])
+    return "; ".join(f"{machine} ({', '.join(dict.fromkeys(labels))})"
+                     for machine, labels in machines.items()) or "n/a"

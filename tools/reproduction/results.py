@@ -48,11 +48,11 @@ def spread(results, metric):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def cell(results, metric):
+def cell(results, metric, digits=4):
     if not results:
         return "n/a"
     mean, std, n = spread(results, metric)
-    return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def counted_cell(results, metrics):
