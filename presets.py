@@ -115,7 +115,8 @@ def preset_settings(name, preset, data):
         settings = {"architecture": QUICK_ARCHITECTURE, **QUICK}
     else:
         settings = data.converged()
-        settings["t1"].setdefault("full_softmax", data.vocab_size <= FULL_SOFTMAX_MAX_ITEMS)
+        if not stage.RULES[phase].linear_heads:  # TERACON's heads take the full softmax whatever the catalogue
+            settings["t1"].setdefault("full_softmax", data.vocab_size <= FULL_SOFTMAX_MAX_ITEMS)
     result = dict(SELECTION) if preset == "converged" else {}
     result.update(settings["t1" if number == 1 else "later"])
     if preset == "converged" and tasks.task(number).kind == "class":

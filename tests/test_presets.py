@@ -20,3 +20,10 @@ def test_converged_classification_tasks_use_the_full_softmax_and_t1_its_own_pati
     assert presets.overrides("ret_t1", "converged", data)["patience"] == 5
     assert presets.overrides("ret_t2", "converged", data)["patience"] == presets.SELECTION["patience"]
     assert "channels" not in presets.overrides("ret_t1", "converged", data)
+
+
+def test_a_large_catalogue_samples_t1s_softmax_but_leaves_teracons_full(synthetic_dir, monkeypatch):
+    monkeypatch.setattr(presets, "FULL_SOFTMAX_MAX_ITEMS", 10)
+    data = presets.DataSettings(synthetic_dir)
+    assert presets.overrides("tp_t1", "converged", data)["full_softmax"] is False
+    assert presets.overrides("teracon_t1", "converged", data).get("full_softmax", True) is True
