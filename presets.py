@@ -87,13 +87,15 @@ class DataSettings:
 
 
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
+ITEM_LOSSES = ("bpr", "softmax")  # later item tasks: the release's BPR with one negative, or full softmax
 
 
-def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None):
+def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None,
+              item_loss=None):
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
     a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
     min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
-    classification tasks; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's
+    classification tasks, `item_loss` that of item tasks after T1; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's
     T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension` ({setting: value}, or None: off) adds the
     extension's settings (extension_settings) to Conure's."""
     phase, number = stage.parse_stage(name)
@@ -102,6 +104,8 @@ def overrides(name, preset, data=None, chain=None, class_loss=None, later_learni
         result.update(chain)
     if class_loss and tasks.task(number).kind == "class":
         result["full_softmax"] = class_loss == "softmax"
+    if item_loss and number > 1 and tasks.task(number).kind == "item":
+        result["full_softmax"] = item_loss == "softmax"
     if later_learning_rate and number > 1:
         result["learning_rate"] = later_learning_rate / (1 if number == 2 else LATER_RATE_DIVISOR.get(phase, 1))
     return {**preset_settings(name, preset, data), **result}

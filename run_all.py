@@ -100,8 +100,9 @@ def stage_block(name):
 
 def stage_config(name, args, data_settings=None):
     chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
-    overrides = {**presets.overrides(name, args.preset, data_settings, chain, args.class_loss,
-                                     args.later_learning_rate, args.extension),
+    overrides = {**presets.overrides(name, args.preset, data_settings, chain, class_loss=args.class_loss,
+                                     later_learning_rate=args.later_learning_rate, extension=args.extension,
+                                     item_loss=args.item_loss),
                  "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
@@ -282,7 +283,7 @@ def gate_lines(results, stage_names):
 def command_line(args):
     """The run_all.py command that gives these results."""
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
-                                             *CHAIN_OPTIONS, "class_loss", "later_learning_rate")}
+                                             *CHAIN_OPTIONS, "class_loss", "item_loss", "later_learning_rate")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
     extension = "" if args.extension is None else " --extension" + (
         "=" + ",".join(f"{k}={v}" for k, v in args.extension.items()) if args.extension else "")
@@ -420,6 +421,9 @@ def build_parser():
     parser.add_argument("--class_loss", choices=presets.CLASS_LOSSES, default=None,
                         help="classification tasks: the release's logistic loss against one other label, or a "
                              "full softmax (default: the preset's)")
+    parser.add_argument("--item_loss", choices=presets.ITEM_LOSSES, default=None,
+                        help="item tasks after T1: the release's BPR with one negative, or a full softmax over the "
+                             "task's targets (default: the preset's; TERACON always takes the full softmax)")
     parser.add_argument("--later_learning_rate", type=float, default=None,
                         help="the learning rate of T2 and later tasks, over the preset's (TERACON's T3 on: a tenth of "
                              "it, as its release's ratio); how the successors' rate is chosen (docs/hat.md)")

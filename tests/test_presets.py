@@ -27,3 +27,12 @@ def test_a_large_catalogue_samples_t1s_softmax_but_leaves_teracons_full(syntheti
     data = presets.DataSettings(synthetic_dir)
     assert presets.overrides("tp_t1", "converged", data)["full_softmax"] is False
     assert presets.overrides("teracon_t1", "converged", data).get("full_softmax", True) is True
+
+
+def test_item_loss_sets_the_later_item_tasks_only(synthetic_dir):
+    data = presets.DataSettings(synthetic_dir)
+    assert presets.overrides("tp_t2", "converged", data, item_loss="softmax")["full_softmax"] is True
+    assert presets.overrides("ret_t3", "converged", data, item_loss="bpr")["full_softmax"] is False
+    assert presets.overrides("tp_t1", "converged", data, item_loss="bpr")["full_softmax"] is True
+    assert "full_softmax" not in presets.overrides("tp_t2", "converged", data)
+    assert presets.overrides("tp_t4", "converged", data, item_loss="bpr")["full_softmax"] is True
