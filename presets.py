@@ -63,6 +63,8 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/tr
     "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
         "name": "the TTL sample (10,000 users)",
         "t1": {"patience": 2, "valid_positions": 20},
+        # the extension's settings, chosen one at a time on seed 0's validation slice (docs/extension.md)
+        "extension": {"embedding": "delta"},
     },
 }
 
