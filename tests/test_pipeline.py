@@ -163,6 +163,22 @@ def test_a_partial_reproduction_runs_only_the_chosen_experiments():
     assert all("sinmoall" not in label for label, _, _ in plan.experiments(methods=["conure"]))
 
 
+def test_the_item_loss_runs_pair_each_seeds_losses_on_one_t1(tmp_path, monkeypatch):
+    from tools.reproduction import plan
+
+    monkeypatch.setattr(plan, "OUT", tmp_path)
+    chosen = list(plan.experiments(["ml-1m"], ["conure"], [1], None, ["item_loss"]))
+    assert [label for label, _, _ in chosen] == ["ml-1m Conure, softmax for the later item tasks, seed 1",
+                                                 "ml-1m Conure, bpr for the later item tasks, seed 1"]
+    (softmax_args, no_start), (bpr_args, start) = [(argv, prepare) for _, argv, prepare in chosen]
+    assert "--item_loss=softmax" in softmax_args and "--item_loss=bpr" in bpr_args and "--tasks=1-3" in bpr_args
+    assert no_start is None
+    for name in ("tp_t1", "ret_t1", "tp_t2"):
+        (plan.item_loss_dir("softmax", 1) / "Models" / name).mkdir(parents=True)
+    start()
+    assert sorted(p.name for p in (plan.item_loss_dir("bpr", 1) / "Models").iterdir()) == ["ret_t1", "tp_t1"]
+
+
 @pytest.mark.parametrize("mine, theirs, verdict", [
     ([0.30, 0.31, 0.32], [0.20, 0.21, 0.22], "better"),
     ([0.20, 0.21, 0.22], [0.30, 0.31, 0.32], "worse"),

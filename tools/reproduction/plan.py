@@ -31,6 +31,9 @@ PRESET = "converged"
 PAPER_WIDTH = {"dataset": "ml-1m", "seeds": [0], "channels": 256, "dilations": [1, 4, 1, 4, 1, 4, 1, 4]}
 HEADS = {"dataset": "ml-1m", "seeds": [0, 1, 2], "shared_stages": ["tp_t1", "ret_t1", "tp_t2", "ret_t2", "tp_t3",
                                                                     "ret_t3"]}
+# Conure's later item tasks with TERACON's loss (a full softmax over the targets) beside the release's BPR,
+# both from the same T1 (the softmax run's): how much of a method's lead on T2-T3 its loss explains.
+ITEM_LOSS = {"dataset": "ml-1m", "tasks": "1-3", "seeds": [0, 1, 2], "losses": ["softmax", "bpr"]}
 SWEEP = {"dataset": "ml-1m", "tasks": "1-2", "ratios": [0.3, 0.5, 0.7, 0.9], "seed": 0, "preset": "quick"}
 # How much data Conure needs: nested shares of ML-1M's training users (all of them: the main runs),
 # and a k-core filter of the TTL sample's items (none: the main runs).
@@ -53,7 +56,7 @@ EXTENSION_RUNS = {"select_seed": 0, "seeds": [0, 1, 2],
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
-PARTS = ("select", "main", "heads", "paper_width", "sweep", "curves", "kcore", "extension")
+PARTS = ("select", "main", "heads", "item_loss", "paper_width", "sweep", "curves", "kcore", "extension")
 
 
 def seeds_of(dataset, method):
@@ -86,6 +89,10 @@ def paper_width_dir(seed):
 
 def heads_dir(loss, seed):
     return OUT / HEADS["dataset"] / f"{loss}-heads-seed{seed}"
+
+
+def item_loss_dir(loss, seed):
+    return OUT / ITEM_LOSS["dataset"] / f"item-{loss}-seed{seed}"
 
 
 def sweep_dir(ratio):
@@ -168,6 +175,7 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
                run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, tasks_text,
                             f"--class_loss={loss}"),
                lambda seed=seed, loss=loss: share_stages(run_dir(HEADS["dataset"], seed), heads_dir(loss, seed)))
+    yield from item_loss_experiments(datasets, methods, chosen, tasks_text, parts)
     paper_width = "paper_width" in parts and PAPER_WIDTH["dataset"] in datasets and "conure" in methods
     for seed in chosen(PAPER_WIDTH["seeds"]) if paper_width else ():
         yield (f"{PAPER_WIDTH['dataset']} Conure at the paper's width, seed {seed}",
@@ -230,6 +238,19 @@ def data_size_experiments(datasets, methods, chosen, tasks_text, parts):
                     yield (f"{spec['dataset']} {method}, {option}={value}, seed {seed}",
                            run_all_args(spec["dataset"], directory(value, seed), method, seed, PRESET, tasks_text,
                                         f"--{option}={value}"), None)
+
+
+def item_loss_experiments(datasets, methods, chosen, tasks_text, parts):
+    """Conure's T1-T3 with each item-task loss; the second loss's run starts from the first's T1."""
+    dataset, first = ITEM_LOSS["dataset"], ITEM_LOSS["losses"][0]
+    wanted = "item_loss" in parts and dataset in datasets and "conure" in methods
+    for seed in chosen(ITEM_LOSS["seeds"]) if wanted else ():
+        for loss in ITEM_LOSS["losses"]:
+            yield (f"{dataset} Conure, {loss} for the later item tasks, seed {seed}",
+                   run_all_args(dataset, item_loss_dir(loss, seed), "conure", seed, PRESET,
+                                tasks_text or ITEM_LOSS["tasks"], f"--item_loss={loss}"),
+                   None if loss == first else (lambda seed=seed, loss=loss: share_stages(
+                       item_loss_dir(first, seed), item_loss_dir(loss, seed), ["tp_t1", "ret_t1"])))
 
 
 def share_stages(source, destination, names=None):

@@ -9,8 +9,9 @@ from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, 
 from tools.reproduction.results import (architecture_text, baselines, load_json, own_stage, t1_selection_text,
                                         wall_minutes)
 from tools.reproduction.forgetting import forgetting_comparison, forgetting_table, gates_table
-from tools.reproduction.tables import (baseline_row, claim_lines, epochs_table, heads_table, paper_width_table,
-                                       quality_table, selection_table, storage_table, varied_table, verdict_lines)
+from tools.reproduction.tables import (baseline_row, claim_lines, epochs_table, heads_table, item_loss_table,
+                                       paper_width_table, quality_table, selection_table, storage_table, varied_table,
+                                       verdict_lines)
 
 
 def report(args=None, destination=None):
@@ -30,6 +31,11 @@ def report(args=None, destination=None):
     if plan.HEADS["dataset"] in plan.DATASETS:
         lines += [f"## Classification losses ({plan.HEADS['dataset']}, Conure T4-T6)", "",
                   "Both from the same T1-T3 checkpoints, seeds as shown.", ""] + heads_table() + [""]
+    if plan.ITEM_LOSS["dataset"] in plan.DATASETS:
+        lines += [f"## Item-task losses ({plan.ITEM_LOSS['dataset']}, Conure T2-T3)", "",
+                  "Conure's later item tasks with the release's BPR and with TERACON's full softmax, each seed's two "
+                  "runs from the same T1; T1 is bit-identical after T3 in both (the summary's proof).", ""]
+        lines += item_loss_table() + [""]
     if plan.PAPER_WIDTH["dataset"] in plan.DATASETS:
         lines += [f"## The paper's width ({plan.PAPER_WIDTH['dataset']}, Conure)", ""] + paper_width_table() + [""]
     points = sweep_figure(destination / "figures" / "prune_sweep.png")

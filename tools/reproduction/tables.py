@@ -191,6 +191,25 @@ def heads_table():
     return lines
 
 
+def item_loss_table():
+    """Conure's T1-T3 with each item-task loss (the same T1 per seed), beside TERACON's runs."""
+    spec = plan.ITEM_LOSS
+    dataset, numbers = spec["dataset"], run_all.parse_tasks(spec["tasks"])
+    labels = {"bpr": "Conure, BPR with one negative (the release, the preset)",
+              "softmax": "Conure, full softmax (TERACON's loss)"}
+    rows = [(labels[loss], [plan.item_loss_dir(loss, s) for s in spec["seeds"]], "conure") for loss in spec["losses"]]
+    rows.append(("TERACON, as its code trains it", method_runs(dataset, "teracon"), "teracon"))
+    lines = ["| run | " + " | ".join(f"T{k} {tasks.task(k).name} MRR@5 / HR@5" for k in numbers) + " |",
+             "|---|" + "---|" * len(numbers)]
+    for label, directories, method in rows:
+        cells = [counted_cell(collect(directories, method, k), ["MRR@5", "HR@5"]) for k in numbers]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    found = baselines(dataset)
+    if found:
+        lines.append(baseline_row(found, numbers, lambda k: ["MRR@5", "HR@5"]))
+    return lines
+
+
 def paper_width_table():
     dataset = plan.PAPER_WIDTH["dataset"]
     numbers = numbers_of(dataset)
