@@ -64,7 +64,7 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/tr
         "name": "the TTL sample (10,000 users)",
         "t1": {"patience": 2, "valid_positions": 20},
         # the extension's settings, chosen one at a time on seed 0's validation slice (docs/extension.md)
-        "extension": {"embedding": "delta", "pooling": "attention", "task_dropout": 0.0},
+        "extension": {"embedding": "delta", "pooling": "attention", "task_dropout": 0.0, "shared_lr_scale": 1.0},
     },
 }
 
