@@ -179,6 +179,15 @@ def test_the_item_loss_runs_pair_each_seeds_losses_on_one_t1(tmp_path, monkeypat
     assert sorted(p.name for p in (plan.item_loss_dir("bpr", 1) / "Models").iterdir()) == ["ret_t1", "tp_t1"]
 
 
+def test_the_progress_table_reads_a_run_given_a_bare_flag(tmp_path, monkeypatch):
+    from tools.reproduction import plan, report as reporting
+
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path)
+    argv = ["--method=conure", f"--out_dir={plan.OUT / 'tiny' / 'run'}", "--tasks=1-2", "--extension"]
+    monkeypatch.setattr(reporting, "experiments", lambda: [("tiny run", argv, None)])
+    assert reporting.progress_lines()[-1] == "| tiny run | 0 of 2 |"
+
+
 @pytest.mark.parametrize("mine, theirs, verdict", [
     ([0.30, 0.31, 0.32], [0.20, 0.21, 0.22], "better"),
     ([0.20, 0.21, 0.22], [0.30, 0.31, 0.32], "worse"),

@@ -155,7 +155,7 @@ def progress_lines():
     """Which experiments have finished which tasks: the report covers only these."""
     lines = ["| experiment | tasks finished |", "|---|---|"]
     for label, argv, _ in experiments():
-        options = dict(arg[2:].split("=", 1) for arg in argv)
+        options = dict(arg[2:].partition("=")[::2] for arg in argv)  # a bare flag (--extension) maps to ""
         method, directory = options["method"], Path(options["out_dir"])
         numbers = run_all.parse_tasks(options["tasks"])
         done = [k for k in numbers if (archived(directory) / f"{own_stage(method, k)}.json").exists()]
