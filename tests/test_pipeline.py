@@ -188,6 +188,18 @@ def test_the_progress_table_reads_a_run_given_a_bare_flag(tmp_path, monkeypatch)
     assert reporting.progress_lines()[-1] == "| tiny run | 0 of 2 |"
 
 
+def test_an_extension_trial_keeps_the_later_steps_at_their_defaults_whatever_was_chosen_since(monkeypatch):
+    from tools.reproduction import plan
+
+    chosen = {"embedding": "delta", "pooling": "attention"}
+    monkeypatch.setattr(plan, "extension_choices", lambda dataset: chosen)
+    runs = {label: argv for label, argv, _ in plan.experiments(["ttl-sample"], ["conure"], [0], None, ["extension"])}
+    trial = runs["ttl-sample Conure with the extension, embedding=owned, seed 0"]
+    assert "--extension=embedding=owned,pooling=last,task_dropout=0.0,shared_lr_scale=1.0" in trial
+    trial = runs["ttl-sample Conure with the extension, task_dropout=0.3, seed 0"]
+    assert "--extension=embedding=delta,pooling=attention,task_dropout=0.3,shared_lr_scale=1.0" in trial
+
+
 @pytest.mark.parametrize("mine, theirs, verdict", [
     ([0.30, 0.31, 0.32], [0.20, 0.21, 0.22], "better"),
     ([0.20, 0.21, 0.22], [0.30, 0.31, 0.32], "worse"),

@@ -295,9 +295,10 @@ def extension_experiments(dataset, chosen, tasks_text):
     seed = EXTENSION_RUNS["select_seed"]
     steps = extension_steps(dataset)
     for key, values, before, start in steps if chosen([seed]) else ():
+        later = {k: presets.EXTENSION[k] for k, _ in EXTENSION_RUNS["steps"] if k != key and k not in before}
         for value in values:
-            trial = (key, value)
-            settings = ",".join(f"{k}={v}" for k, v in {**before, key: value}.items())
+            trial = (key, value)  # the steps after it stay at their defaults, whatever TUNED chose since
+            settings = ",".join(f"{k}={v}" for k, v in {**before, key: value, **later}.items())
             yield (f"{dataset} Conure with the extension, {key}={value}, seed {seed}",
                    run_all_args(dataset, extension_dir(dataset, seed, trial), "conure", seed, PRESET, tasks_text,
                                 f"--extension={settings}"),
