@@ -97,9 +97,9 @@ def overrides(name, preset, data=None, chain=None, class_loss=None, later_learni
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
     a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
     min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
-    classification tasks, `item_loss` that of item tasks after T1; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's
-    T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension` ({setting: value}, or None: off) adds the
-    extension's settings (extension_settings) to Conure's."""
+    classification tasks, `item_loss` that of item tasks after T1; `later_learning_rate` the learning
+    rate of T2 and later tasks (TERACON's T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension`
+    ({setting: value}, or None: off) adds the extension's settings (extension_settings) to Conure's."""
     phase, number = stage.parse_stage(name)
     result = extension_settings(name, data, extension) if extension is not None else {}
     if chain and phase != "ret" and stage.previous_stage(name) is None:
