@@ -7,8 +7,8 @@ import run_all
 import tasks
 from tools.reproduction import plan
 from tools.reproduction.plan import archived, extension_choices, extension_dir, extension_steps, method_runs
-from tools.reproduction.results import (baselines, collect, compare, counted_cell, forgetting_rows,
-                                        forgotten_nothing, load_json, numbers_of, place)
+from tools.reproduction.results import (baselines, collect, compare, counted_cell, load_json, numbers_of, place,
+                                        zero_forgetting_line)
 
 COMPARED = ("conure", "finall", "teracon")  # the rows beside the extension's
 
@@ -105,13 +105,7 @@ def verdict_table(dataset):
 
 def forgetting_line(dataset):
     """Whether every earlier task's parameters and scores stayed bit-identical after every later stage."""
-    tables = [t for t in (forgetting_rows(d, "conure") for d in extension_runs(dataset)) if t is not None]
-    if not tables:
-        return []
-    kept = all(forgotten_nothing(rows) for t in tables for _, rows in t.groupby("task"))
-    return [f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** with the extension: every parameter an "
-            f"earlier task reads is bit-identical after every later stage, and its held-out scores hash the same "
-            f"({len(tables)} seeds, every stage)."]
+    return zero_forgetting_line(extension_runs(dataset), "with the extension")
 
 
 def section(dataset):

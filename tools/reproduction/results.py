@@ -104,6 +104,17 @@ def forgotten_nothing(rows):
     return len(rows) == 1 or run_all.task_verdict(rows.to_dict("records"))[0]
 
 
+def zero_forgetting_line(directories, label):
+    """Whether, in Conure runs `directories`, every earlier task stayed bit-identical after every later stage."""
+    tables = [t for t in (forgetting_rows(d, "conure") for d in directories) if t is not None]
+    if not tables:
+        return []
+    kept = all(forgotten_nothing(rows) for t in tables for _, rows in t.groupby("task"))
+    return [f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** {label}: every parameter an "
+            f"earlier task reads is bit-identical after every later stage, and its held-out scores hash the same "
+            f"({len(tables)} runs, every stage)."]
+
+
 def compare(mine, theirs, metric):
     """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
     than the two standard deviations together. With one seed on either side there is no spread to
