@@ -112,7 +112,7 @@ def zero_forgetting_line(directories, label):
     kept = all(forgotten_nothing(rows) for t in tables for _, rows in t.groupby("task"))
     return [f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** {label}: every parameter an "
             f"earlier task reads is bit-identical after every later stage, and its held-out scores hash the same "
-            f"({len(tables)} runs, every stage)."]
+            f"({len(tables)} run{'s' if len(tables) > 1 else ''}, every stage)."]
 
 
 def compare(mine, theirs, metric):
