@@ -70,7 +70,8 @@ def quality_table(dataset):
     numbers = numbers_of(dataset)
     rows = [("Conure with the extension", extension_runs(dataset), "conure")]
     rows += [(plan.LABELS[m], method_runs(dataset, m), m) for m in COMPARED if m in plan.METHODS]
-    rows += [(f"{plan.LABELS['teracon']}, shared protocol*", plan.shared_protocol_runs(dataset, "teracon"), "teracon")]
+    rows += [(f"{plan.LABELS[m]}, shared protocol*", plan.shared_protocol_runs(dataset, m), m)
+             for m in ("teracon",) if m in plan.SHARED_PROTOCOL["methods"] and m in plan.METHODS]
     lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers)
              + " | stored parameters | minutes, all stages |", "|---|" + "---|" * (len(numbers) + 2)]
     for label, directories, method in rows:
@@ -104,11 +105,6 @@ def verdict_table(dataset):
     return lines if len(lines) > 2 else ["(fewer than two seeds yet)"]
 
 
-def forgetting_line(dataset):
-    """Whether every earlier task's parameters and scores stayed bit-identical after every later stage."""
-    return zero_forgetting_line(extension_runs(dataset), "with the extension")
-
-
 def section(dataset):
     lines = [f"## Beyond the release: Conure with the extension ({dataset})", "",
              "Settings chosen one at a time on seed 0's validation slice (docs/extension.md): each step's candidates "
@@ -116,4 +112,4 @@ def section(dataset):
     lines += selection_table(dataset)
     lines += ["", "At the settings chosen (mean ± std over seeds):", ""] + quality_table(dataset)
     lines += ["", "Verdicts:", ""] + verdict_table(dataset)
-    return lines + [""] + forgetting_line(dataset) + [""]
+    return lines + [""] + zero_forgetting_line(extension_runs(dataset), "with the extension") + [""]
