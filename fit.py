@@ -137,6 +137,23 @@ class Scalars:
             writer.close()
 
 
+def score_epoch(epoch, config, evaluate, validating, selection, curve, evals, scalars):
+    """After `epoch`: the validation score when due (kept in `curve` and `selection`), else the
+    held-out one when due (kept in `evals`). Returns the text for the epoch's log line."""
+    due = config["eval_every"] and epoch % config["eval_every"] == 0
+    if validating and (due or epoch == config["epochs"]):
+        result = evaluate("valid")
+        curve.append({"epoch": epoch, **floats(result), "scores_sha256": result["scores_sha256"]})
+        scalars.add("validation", floats(result), epoch - 1)
+        best = selection.update(epoch, result)
+        return "  valid " + format_metrics(result) + ("  (best)" if best else "")
+    if due and epoch < config["epochs"]:
+        result = evaluate("test")
+        evals.append({"epoch": epoch, **floats(result)})
+        return "  held-out " + format_metrics(result)
+    return ""
+
+
 def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scalars_dir=None, extras=None,
           update_scales=None, frozen=(), side_rules=None, clip_norm=None):
     """Train `model.trainable_variables` on `loss_fn(batch)` over `data`'s training split (batch
@@ -181,19 +198,8 @@ def train(model, loss_fn, data, config, evaluate, log, snapshots, stream=0, scal
         epoch += 1
         history.append(total / max(len(batches), 1))
         scalars.add("train", {"loss": history[-1]}, epoch - 1)
-        line = f"epoch {epoch}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
-        due = config["eval_every"] and epoch % config["eval_every"] == 0
-        if validating and (due or epoch == config["epochs"]):
-            result = evaluate("valid")
-            curve.append({"epoch": epoch, **floats(result), "scores_sha256": result["scores_sha256"]})
-            scalars.add("validation", floats(result), epoch - 1)
-            best = selection.update(epoch, result)
-            line += "  valid " + format_metrics(result) + ("  (best)" if best else "")
-        elif due and epoch < config["epochs"]:
-            result = evaluate("test")
-            evals.append({"epoch": epoch, **floats(result)})
-            line += "  held-out " + format_metrics(result)
-        log(line)
+        log(f"epoch {epoch}/{config['epochs']}  loss {history[-1]:.4f}  {time.time() - started:.1f}s"
+            + score_epoch(epoch, config, evaluate, validating, selection, curve, evals, scalars))
         if epoch < config["epochs"] and not selection.stop:
             snapshots.save(model.variables, step.optimizer, selection, position(epoch, 0, 0.0))
     scalars.close()
