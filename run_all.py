@@ -26,6 +26,7 @@ import data_loader
 import evaluate
 import metrics
 import paths
+from predict import plural
 import presets
 import proof
 import simple_baselines
@@ -320,7 +321,7 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         task_rows = [r for r in rows if r["task"] == k]
         verdict = task_verdict(task_rows)[1] if len(task_rows) > 1 else "(no later stage)"
         lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
-                     + f" | {verdict} ({len(task_rows)} evaluation{'s' if len(task_rows) != 1 else ''}) |")
+                     + f" | {verdict} ({plural(len(task_rows), 'evaluation')}) |")
     lines += ["", "## Forgetting", ""] + forgetting_lines(rows, args.method)
     if args.method in stage.RULES and stage.RULES[args.method].gates:
         lines += ["", "## Gates", ""] + gate_lines(results, list(stage_seconds))

@@ -7,6 +7,7 @@ import numpy as np
 
 import presets
 import run_all
+from predict import plural
 import tasks
 from tools.reproduction import plan
 from tools.reproduction.plan import archived, method_runs, run_dir
@@ -112,7 +113,7 @@ def zero_forgetting_line(directories, label):
     kept = all(forgotten_nothing(rows) for t in tables for _, rows in t.groupby("task"))
     return [f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** {label}: every parameter an "
             f"earlier task reads is bit-identical after every later stage, and its held-out scores hash the same "
-            f"({len(tables)} run{'s' if len(tables) > 1 else ''}, every stage)."]
+            f"({plural(len(tables), 'run')}, every stage)."]
 
 
 def compare(mine, theirs, metric):
