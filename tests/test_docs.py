@@ -5,7 +5,6 @@ import importlib
 import re
 import runpy
 import shlex
-from pathlib import Path
 
 import pytest
 

@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 
-import checkpoint
 import evaluate
 import metrics
 import proof
