@@ -70,9 +70,7 @@ def quality_table(dataset):
     numbers = numbers_of(dataset)
     rows = [("Conure with the extension", extension_runs(dataset), "conure")]
     rows += [(plan.LABELS[m], method_runs(dataset, m), m) for m in COMPARED if m in plan.METHODS]
-    if "teracon" in plan.SHARED_PROTOCOL["methods"] and "teracon" in plan.METHODS:
-        rows.append((f"{plan.LABELS['teracon']}, shared protocol*", plan.shared_protocol_runs(dataset, "teracon"),
-                     "teracon"))
+    rows += plan.shared_protocol_rows(dataset, ["teracon"])
     lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers)
              + " | stored parameters | minutes, all stages |", "|---|" + "---|" * (len(numbers) + 2)]
     for label, directories, method in rows:

@@ -5,7 +5,7 @@ import metrics
 import run_all
 import tasks
 from tools.reproduction import plan
-from tools.reproduction.plan import archived, method_runs, shared_protocol_runs
+from tools.reproduction.plan import archived, method_runs
 from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, numbers_of, own_stage,
                                         spread)
 
@@ -50,8 +50,7 @@ def run_forgetting(table):
 def comparison_rows(dataset):
     """(label, run folders, method) of every method with one shared model, then the shared-protocol runs."""
     rows = [(plan.LABELS[m], method_runs(dataset, m), m) for m in run_all.ONE_MODEL if m in plan.METHODS]
-    return rows + [(f"{plan.LABELS[m]}, shared protocol*", shared_protocol_runs(dataset, m), m)
-                   for m in plan.SHARED_PROTOCOL["methods"] if m in plan.METHODS]
+    return rows + plan.shared_protocol_rows(dataset)
 
 
 def forgetting_comparison(dataset):

@@ -83,6 +83,12 @@ def shared_protocol_runs(dataset, method):
     return [OUT / dataset / f"shared-protocol-seed{seed}" for seed in seeds_of(dataset, method)]
 
 
+def shared_protocol_rows(dataset, methods=None):
+    """(label, run folders, method) of the shared-protocol runs of `methods` (default: all of them)."""
+    return [(f"{LABELS[m]}, shared protocol*", shared_protocol_runs(dataset, m), m)
+            for m in SHARED_PROTOCOL["methods"] if m in METHODS and (methods is None or m in methods)]
+
+
 def paper_width_dir(seed):
     return OUT / PAPER_WIDTH["dataset"] / f"paper-width-seed{seed}"
 

@@ -5,8 +5,7 @@ import numpy as np
 import run_all
 import tasks
 from tools.reproduction import plan
-from tools.reproduction.plan import (archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir,
-                                     shared_protocol_runs)
+from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
 from tools.reproduction.results import (architecture_text, baseline_mean, baselines, collect, compare,
                                         counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, load_json,
                                         metrics_of, numbers_of, place, selection_text, setting_results, spread,
@@ -26,8 +25,7 @@ def quality_table(dataset):
     lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
              + " |", "|---|" + "---|" * len(numbers)]
     rows = [(plan.LABELS[m], method_runs(dataset, m), m, True) for m in plan.METHODS]
-    rows += [(f"{plan.LABELS[m]}, shared protocol*", shared_protocol_runs(dataset, m), m, False)
-             for m in plan.SHARED_PROTOCOL["methods"] if m in plan.METHODS]
+    rows += [(*row, False) for row in plan.shared_protocol_rows(dataset)]
     for label, directories, method, always in rows:
         results = [collect(directories, method, k) for k in numbers]
         if always or any(results):
