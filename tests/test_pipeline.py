@@ -179,6 +179,27 @@ def test_the_item_loss_runs_pair_each_seeds_losses_on_one_t1(tmp_path, monkeypat
     assert sorted(p.name for p in (plan.item_loss_dir("bpr", 1) / "Models").iterdir()) == ["ret_t1", "tp_t1"]
 
 
+def test_the_item_loss_verdicts_count_a_gap_only_beyond_the_spread(tmp_path, monkeypatch):
+    from tools.reproduction import plan, tables
+    from tools.reproduction.results import own_stage
+
+    monkeypatch.setattr(plan, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
+    hr5 = {"softmax": [0.070, 0.071, 0.069], "bpr": [0.058, 0.059, 0.057], "teracon": [0.069, 0.072, 0.068]}
+    for name, scores in hr5.items():
+        for seed, score in zip(plan.ITEM_LOSS["seeds"], scores):
+            method = "teracon" if name == "teracon" else "conure"
+            run = plan.run_dir("ml-1m", seed) if name == "teracon" else plan.item_loss_dir(name, seed)
+            for k in (2, 3):
+                path = plan.archived(run) / f"{own_stage(method, k)}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"HR@5": score, "MRR@5": score / 2}))
+    against_bpr, against_teracon = tables.item_loss_verdicts()
+    assert against_bpr.startswith("- Conure with the full softmax against Conure with BPR")
+    assert "T2 +0.0120 vs spread 0.0020: better" in against_bpr and "T3 +0.0120" in against_bpr
+    assert "T2 +0.0003 vs spread " in against_teracon and against_teracon.count(": level") == 2
+
+
 def test_the_progress_table_reads_a_run_given_a_bare_flag(tmp_path, monkeypatch):
     from tools.reproduction import plan, report as reporting
 

@@ -10,8 +10,8 @@ from tools.reproduction.results import (architecture_text, baselines, load_json,
                                         wall_minutes, zero_forgetting_line)
 from tools.reproduction.forgetting import forgetting_comparison, forgetting_table, gates_table
 from tools.reproduction.tables import (baseline_row, claim_lines, epochs_table, heads_table, item_loss_table,
-                                       paper_width_table, quality_table, selection_table, storage_table, varied_table,
-                                       verdict_lines)
+                                       item_loss_verdicts, paper_width_table, quality_table, selection_table,
+                                       storage_table, varied_table, verdict_lines)
 
 
 def report(args=None, destination=None):
@@ -36,7 +36,8 @@ def report(args=None, destination=None):
                   "Conure's later item tasks with the release's BPR and with TERACON's full softmax, each seed's two "
                   "runs from the same T1.", ""]
         runs = [plan.item_loss_dir(loss, s) for loss in plan.ITEM_LOSS["losses"] for s in plan.ITEM_LOSS["seeds"]]
-        lines += item_loss_table() + [""] + zero_forgetting_line(runs, "with either loss") + [""]
+        lines += (item_loss_table() + [""] + item_loss_verdicts() + zero_forgetting_line(runs, "with either loss")
+                  + [""])
     if plan.PAPER_WIDTH["dataset"] in plan.DATASETS:
         lines += [f"## The paper's width ({plan.PAPER_WIDTH['dataset']}, Conure)", ""] + paper_width_table() + [""]
     points = sweep_figure(destination / "figures" / "prune_sweep.png")

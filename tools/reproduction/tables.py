@@ -208,6 +208,27 @@ def item_loss_table():
     return lines
 
 
+def item_loss_verdicts():
+    """Conure with the full softmax against Conure with BPR and against TERACON on the later item
+    tasks, a difference counted only beyond the spread over seeds."""
+    spec = plan.ITEM_LOSS
+    dataset, later = spec["dataset"], [k for k in run_all.parse_tasks(spec["tasks"]) if k > 1]
+    softmax = [plan.item_loss_dir("softmax", s) for s in spec["seeds"]]
+    lines = []
+    for label, directories, method in (("Conure with BPR", [plan.item_loss_dir("bpr", s) for s in spec["seeds"]],
+                                        "conure"), ("TERACON", method_runs(dataset, "teracon"), "teracon")):
+        verdicts = []
+        for k in later:
+            mine, theirs = collect(softmax, "conure", k), collect(directories, method, k)
+            if mine and theirs:
+                verdict, difference, noise = compare(mine, theirs, run_all.main_metric(k))
+                verdicts.append(f"T{k} {difference:+.4f} (one seed)" if verdict == "one seed" else
+                                f"T{k} {difference:+.4f} vs spread {noise:.4f}: {verdict.replace('tie', 'level')}")
+        if verdicts:
+            lines.append(f"- Conure with the full softmax against {label} (HR@5): {'; '.join(verdicts)}.")
+    return lines
+
+
 def paper_width_table():
     dataset = plan.PAPER_WIDTH["dataset"]
     numbers = numbers_of(dataset)
