@@ -622,13 +622,16 @@ class Batches:
     and each batch's sampling only on (seed, stream, epoch, step), so any step can be rebuilt
     exactly. Each stage has its own `stream`: a retrain does not replay its train phase's batches."""
 
-    def __init__(self, n, batch_size, seed, epoch, make_batch, stream=0):
+    def __init__(self, n, batch_size, seed, epoch, make_batch, stream=0, whole=False):
         self.order = np.random.default_rng([seed, stream, epoch]).permutation(n)
         self.batch_size = min(batch_size, n)
         self.seed, self.stream, self.epoch, self.make_batch = seed, stream, epoch, make_batch
+        self.whole = whole  # the last, smaller batch too (training leaves it out, as the release)
 
     def __len__(self):
-        return len(self.order) // self.batch_size if self.batch_size else 0
+        if not self.batch_size:
+            return 0
+        return -(-len(self.order) // self.batch_size) if self.whole else len(self.order) // self.batch_size
 
     def __iter__(self):
         return self.from_step(0)
@@ -680,12 +683,20 @@ class T1Task:
         self.seq_len = data.ids.shape[1] - 1  # the model sees all tokens but the last
 
     def train_batches(self, config, epoch, stream=0):
+        return self.batches(self.train_ids, config, epoch, stream, config["token_dropout"])
+
+    def valid_batches(self, config, stream=0):
+        """The validation users' whole lines as training batches, the same every time (every batch,
+        the same samples, no token dropout): what the training loss is on the slice."""
+        return self.batches(self.valid_ids, config, 0, stream, 0.0, whole=True)
+
+    def batches(self, lines, config, epoch, stream, token_dropout, whole=False):
         sampler = None
         if not config["full_softmax"]:
             sampler = LogUniformSampler(self.vocab.size, max(1, int(config["num_sampled_ratio"] * self.vocab.size)))
 
         def make_batch(rows, rng):
-            ids = self.train_ids[rows]
+            ids = lines[rows]
             labels = ids[:, 1:]
             weights = (labels != PAD) if config["exclude_padding"] else np.ones(labels.shape, bool)
             if config.get("min_item_count"):  # a filtered item is no target to learn
@@ -693,10 +704,10 @@ class T1Task:
             batch = {"labels": labels, "weights": weights.astype(np.float32)}
             if sampler:
                 batch["sampled"], batch["num_tries"] = sampler.sample(rng)
-            batch["tokens"] = drop_tokens(ids[:, :-1], config["token_dropout"], rng)
+            batch["tokens"] = drop_tokens(ids[:, :-1], token_dropout, rng)
             return batch
 
-        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
+        return Batches(len(lines), config["batch_size"], config["seed"], epoch, make_batch, stream, whole)
 
     def inputs(self, part="test"):
         """(model input, truth) of the held-out ("test") users' last items, or of the validation
@@ -748,19 +759,27 @@ class TransferTask:
         self.n_train, self.n_valid, self.n_test, self.n_targets = len(train), len(valid_rows), len(test), len(order)
 
     def train_batches(self, config, epoch, stream=0):
+        return self.batches(self.train_lines, self.train_targets, config, epoch, stream, config["token_dropout"])
+
+    def valid_batches(self, config, stream=0):
+        """The validation examples as training batches, the same every time (every batch, the same
+        negatives, no token dropout): what the training loss is on the slice."""
+        return self.batches(self.valid_lines, self.valid_targets, config, 0, stream, 0.0, whole=True)
+
+    def batches(self, lines, targets, config, epoch, stream, token_dropout, whole=False):
         sampler = PopularitySampler(self.n_targets, config["rho"])
 
         def make_batch(rows, rng):
-            target = self.train_targets[rows]
+            target = targets[rows]
             batch = {"target": target}
             if not config["full_softmax"]:
                 batch["negative"] = (sampler.sample(rng, len(rows)) if self.kind == "item"
                                      else other_labels(rng, target, self.n_targets).astype(np.int32))
-            sources = drop_tokens(self.sources[self.train_lines[rows]], config["token_dropout"], rng)
+            sources = drop_tokens(self.sources[lines[rows]], token_dropout, rng)
             batch["tokens"] = with_separator(sources)
             return batch
 
-        return Batches(self.n_train, config["batch_size"], config["seed"], epoch, make_batch, stream)
+        return Batches(len(lines), config["batch_size"], config["seed"], epoch, make_batch, stream, whole)
 
     def inputs(self, part="test"):
         """(source + separator, target) of the held-out ("test") or validation ("valid") examples."""

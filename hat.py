@@ -20,6 +20,11 @@ import gates
 LEARNING_RATE = 0.05  # HAT's src/approaches/hat.py: lr of its SGD
 CLIP_NORM = 10000.0   # ... clipgrad: the global gradient norm is clipped to this before the step
 COSH_LIMIT = 50.0     # ... thres_cosh: s * e is clamped to +-this inside the compensation's cosh
+# ... its schedule (Appr.train): batch 64, up to 100 epochs; after 5 epochs without a lower validation loss
+# the rate is divided by 3, and training stops once it would fall below 1e-4; the lowest loss's model is kept.
+RELEASED_TRAINING = {"optimizer": "sgd", "learning_rate": LEARNING_RATE, "batch_size": 64, "epochs": 100,
+                     "patience": 0, "lr_decay_patience": 5, "lr_decay_factor": 3.0, "lr_min": 1e-4,
+                     "select_on": "loss"}
 
 
 def compensated(embedding, grad, s, smax):
@@ -32,7 +37,8 @@ def compensated(embedding, grad, s, smax):
 class GateUpdate:
     """HAT's update of a gate embedding, beside the stage's optimizer (trainer.TrainStep's
     `side_rules`): `gradient` compensates the raw gradient (before the global-norm clip),
-    `apply` takes the SGD step and clamps."""
+    `apply` takes the SGD step and clamps. The step's rate is the batch's "learning_rate" where
+    the stage trains with SGD (HAT's release: one SGD, one decaying rate), else `learning_rate`."""
 
     def __init__(self, smax, learning_rate=LEARNING_RATE, limit=gates.EMBEDDING_LIMIT):
         self.smax, self.learning_rate, self.limit = smax, learning_rate, limit
@@ -40,8 +46,9 @@ class GateUpdate:
     def gradient(self, value, grad, batch):
         return compensated(value, grad, ops.cast(batch["s"], value.dtype), self.smax)
 
-    def apply(self, value, grad):
-        return ops.clip(value - self.learning_rate * grad, -self.limit, self.limit)
+    def apply(self, value, grad, batch=None):
+        rate = ops.cast(batch["learning_rate"], value.dtype) if batch and "learning_rate" in batch else self.learning_rate
+        return ops.clip(value - rate * grad, -self.limit, self.limit)
 
 
 def side_rules(model, task, smax):

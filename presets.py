@@ -14,6 +14,7 @@
 """
 import checkpoint
 import data_loader
+import hat
 import stage
 import tasks
 
@@ -92,18 +93,22 @@ class DataSettings:
 
 CLASS_LOSSES = ("logistic", "softmax")  # the release's logistic loss against one other label, or full softmax
 ITEM_LOSSES = ("bpr", "softmax")  # later item tasks: the release's BPR with one negative, or full softmax
+HAT_OPTIMIZERS = ("adam", "sgd")  # HAT's stages: the preset's Adam, or its release's SGD schedule (hat.py)
 
 
 def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None,
-              item_loss=None):
+              item_loss=None, hat_optimizer=None):
     """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
     a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
     min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
     classification tasks, `item_loss` that of item tasks after T1; `later_learning_rate` the learning
     rate of T2 and later tasks (TERACON's T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension`
-    ({setting: value}, or None: off) adds the extension's settings (extension_settings) to Conure's."""
+    ({setting: value}, or None: off) adds the extension's settings (extension_settings) to Conure's;
+    `hat_optimizer` "sgd" trains HAT's stages as its release does (hat.RELEASED_TRAINING)."""
     phase, number = stage.parse_stage(name)
     result = extension_settings(name, data, extension) if extension is not None else {}
+    if hat_optimizer == "sgd" and phase == "hat":
+        result.update(hat.RELEASED_TRAINING)
     if chain and phase != "ret" and stage.previous_stage(name) is None:
         result.update(chain)
     if class_loss and tasks.task(number).kind == "class":

@@ -103,7 +103,7 @@ def stage_config(name, args, data_settings=None):
     chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
     overrides = {**presets.overrides(name, args.preset, data_settings, chain, class_loss=args.class_loss,
                                      later_learning_rate=args.later_learning_rate, extension=args.extension,
-                                     item_loss=args.item_loss),
+                                     item_loss=args.item_loss, hat_optimizer=args.hat_optimizer),
                  "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
         overrides["prune_ratio"] = args.prune_ratio
@@ -135,6 +135,9 @@ def run(args):
     numbers = parse_tasks(args.tasks)
     if args.method not in METHODS:
         raise stage.ConfigError(f"--method={args.method}: choose one of {', '.join(METHODS)}")
+    if args.hat_optimizer and args.method != "hat":
+        raise stage.ConfigError(f"--hat_optimizer={args.hat_optimizer}: a setting of HAT's stages (--method=hat), "
+                                f"not of {args.method}'s")
     out_dir = paths.output_dir(args.out_dir, "out_dir")
     ensure_data(args, numbers)
     names = stage_names(args.method, numbers)
@@ -284,7 +287,8 @@ def gate_lines(results, stage_names):
 def command_line(args):
     """The run_all.py command that gives these results."""
     options = {k: getattr(args, k) for k in ("method", "data_dir", "out_dir", "tasks", "preset", "seed", "prune_ratio",
-                                             *CHAIN_OPTIONS, "class_loss", "item_loss", "later_learning_rate")}
+                                             *CHAIN_OPTIONS, "class_loss", "item_loss", "later_learning_rate",
+                                             "hat_optimizer")}
     options["dilations"] = options["dilations"] and ",".join(map(str, options["dilations"]))
     extension = "" if args.extension is None else " --extension" + (
         "=" + ",".join(f"{k}={v}" for k, v in args.extension.items()) if args.extension else "")
@@ -428,6 +432,10 @@ def build_parser():
     parser.add_argument("--later_learning_rate", type=float, default=None,
                         help="the learning rate of T2 and later tasks, over the preset's (TERACON's T3 on: a tenth of "
                              "it, as its release's ratio); how the successors' rate is chosen (docs/hat.md)")
+    parser.add_argument("--hat_optimizer", choices=presets.HAT_OPTIMIZERS, default=None,
+                        help="HAT's stages: the preset's Adam (default), or SGD at lr 0.05 on its release's schedule "
+                             "(the rate divided by 3 after 5 epochs without a lower validation loss, down to 1e-4; "
+                             "the lowest loss's epoch kept; docs/hat.md)")
     parser.add_argument("--extension", nargs="?", const="", default=None, type=parse_extension,
                         help="Conure beyond the release (docs/extension.md): presets.EXTENSION's settings, the "
                              "data set's choices, and any given here, e.g. --extension=embedding=owned,pooling=last")

@@ -52,6 +52,15 @@ DEFAULTS = {
     "valid_positions": 1,           # T1: score each validation user's last this many items (held-out: the last)
     "batch_size": 512,
     "learning_rate": 1e-4,
+    "optimizer": "adam",            # a fresh "adam" per stage (the release's) or plain "sgd" (HAT's release)
+    "lr_decay_patience": 0,         # with valid: after this many evaluations without a better selection score,
+                                    # divide the learning rate by lr_decay_factor; below lr_min the stage stops
+                                    # (0: a constant rate; HAT's release: 5)
+    "lr_decay_factor": 3.0,
+    "lr_min": 1e-4,
+    "select_on": "metric",          # with valid: keep the epoch of the best validation "metric" (MRR@5 or
+                                    # accuracy) or of the lowest validation "loss" (the task's training loss,
+                                    # HAT's regulariser included, at inference; HAT's release)
     "seed": 0,                      # weight init, data order, negative sampling
     "prune_ratio": 0.7,             # tp stages: share of the free weights left free for later tasks
     "num_sampled_ratio": 0.2,       # T1 sampled softmax: negatives per step as a share of the vocabulary
@@ -113,7 +122,10 @@ EMBEDDINGS = ("frozen", "owned", "delta")
 ADDED_LATER = {"token_dropout": 0.0, "valid_positions": 1, "smax": None, "hat_c": None, "alpha": None,
                "retention_items": None, "train_share": 1.0, "min_item_count": 0, "freeze_embedding": False,
                "embedding": "frozen", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "last",
-               "task_dropout": 0.0, "shared_lr_scale": 1.0}
+               "task_dropout": 0.0, "shared_lr_scale": 1.0, "optimizer": "adam", "lr_decay_patience": 0,
+               "lr_decay_factor": 3.0, "lr_min": 1e-4, "select_on": "metric"}
+OPTIMIZERS = ("adam", "sgd")
+SELECT_ON = ("metric", "loss")
 # Settings of Conure's successors, with the released codes' values (docs/hat.md, docs/teracon.md).
 METHOD_DEFAULTS = {"hat": {"smax": 400.0, "hat_c": 0.75},
                    "teracon": {"smax": 50.0, "alpha": 0.7, "retention_items": 65536}}
@@ -250,6 +262,7 @@ def validate(config):
     need(config["eval_batch_size"] % EVAL_BLOCK == 0,
          f"eval_batch_size={config['eval_batch_size']}: must be a multiple of {EVAL_BLOCK} (rows are scored in blocks)")
     need(config["learning_rate"] > 0, f"learning_rate={config['learning_rate']!r}: must be > 0")
+    validate_schedule(config, need)
     need(0 < config["prune_ratio"] < 1, f"prune_ratio={config['prune_ratio']!r}: must lie in (0, 1)")
     need(0 < config["num_sampled_ratio"] <= 1, f"num_sampled_ratio={config['num_sampled_ratio']!r}: must lie in (0, 1]")
     need(config["holdout"] is None or 0 < config["holdout"] < 1, f"holdout={config['holdout']!r}: must lie in (0, 1)")
@@ -271,6 +284,20 @@ def validate(config):
         isinstance(d, int) and d > 0 for d in dilations), f"dilations={dilations!r}: must be a non-empty list of "
          "positive integers")
     validate_extension(config, need)
+
+
+def validate_schedule(config, need):
+    """The optimizer, the learning rate's decay on a plateau and what the validation slice selects on."""
+    need(config["optimizer"] in OPTIMIZERS, f"optimizer={config['optimizer']!r}: one of {', '.join(OPTIMIZERS)}")
+    need(config["optimizer"] == "adam" or config["table_update"] == "dense",
+         f"table_update={config['table_update']!r}: Adam's row updates, not {config['optimizer']}'s")
+    need(config["select_on"] in SELECT_ON, f"select_on={config['select_on']!r}: one of {', '.join(SELECT_ON)}")
+    need(isinstance(config["lr_decay_patience"], int) and config["lr_decay_patience"] >= 0,
+         f"lr_decay_patience={config['lr_decay_patience']!r}: must be an integer >= 0")
+    need(config["lr_decay_factor"] > 1, f"lr_decay_factor={config['lr_decay_factor']!r}: must be > 1")
+    need(config["lr_min"] > 0, f"lr_min={config['lr_min']!r}: must be > 0")
+    for key, off in (("lr_decay_patience", 0), ("select_on", "metric")):
+        need(config[key] == off or config["valid"], f"{key}={config[key]!r} needs a validation slice: set valid > 0")
 
 
 def validate_extension(config, need):
@@ -307,16 +334,23 @@ def check_config(stage_name, config):
                 raise ConfigError(f"{key}={config[key]!r}: a setting of {method} stages, not of {stage_name}")
     if RULES[phase].gates and config["data_parallel"]:
         raise ConfigError(f"data_parallel=True: {phase} stages run on one device")
+    if RULES[phase].every_task and config["select_on"] == "loss":
+        raise ConfigError(f"select_on=loss: not for {phase} stages (their retention loss needs a training batch's "
+                          "samples)")
     check_extension_scope(phase, number, config)
     check_paths(config, stage_name)
 
 
 def check_extension_scope(phase, number, config):
-    """Where the settings beyond the release apply: a shared or added item embedding to Conure's
-    chains only, a head's pooling, dropout and shared learning-rate scale to later tasks only."""
+    """Where the settings beyond the release apply: Conure's stages only (another method's
+    protection of earlier tasks, HAT's scaled updates say, is not made for them), and a head's
+    pooling, dropout and shared learning-rate scale to later tasks only."""
     if config["embedding"] not in (None, "frozen") and phase not in ("tp", "ret"):
         raise ConfigError(f"embedding={config['embedding']}: Conure's stages (tp, ret) only, not {phase}")
     for key in ("pooling", "task_dropout", "shared_lr_scale"):
+        if phase not in ("tp", "ret") and config[key] != DEFAULTS[key]:
+            raise ConfigError(f"{key}={config[key]!r}: a setting of Conure's stages (tp, ret), not of "
+                              f"{phase}_t{number}")
         if number == 1 and config[key] != DEFAULTS[key]:
             raise ConfigError(f"{key}={config[key]!r}: a setting of T2 and later tasks, not of T1")
 
@@ -790,14 +824,18 @@ class StageRun:
         self.snapshots = fit.Snapshots(self.out_dir / "Models" / f".{self.name}.resume", self.fingerprint)
         cumulative = hat.cumulative_gates(model, number, config["smax"]) if rule.gates == "hat" else None
         gate_rules = hat.side_rules(model, number, config["smax"]) if rule.gates == "hat" else None
+        loss_fn, stream = self.loss_fn(cumulative), zlib.crc32(self.name.encode())
+        at_inference = {"s": np.float32(config["smax"])} if rule.gates else {}
         return fit.train(
-            model, self.loss_fn(cumulative), self.data, config,
+            model, loss_fn, self.data, config,
             evaluate=lambda part: evaluate(model, number, self.data, config, view_while_training, part),
-            log=self.log, snapshots=self.snapshots, stream=zlib.crc32(self.name.encode()),
+            log=self.log, snapshots=self.snapshots, stream=stream,
             scalars_dir=config["tensorboard_dir"] and Path(config["tensorboard_dir"]) / self.name,
             extras=self.batch_extras(), update_scales={**hat.update_scales(model, cumulative), **self.shared_scales()},
             frozen=self.teacher.variables if self.teacher else (), side_rules=gate_rules,
-            clip_norm=hat.CLIP_NORM if gate_rules else None)
+            clip_norm=hat.CLIP_NORM if gate_rules else None,
+            valid_loss=fit.validation_loss(loss_fn, self.data.valid_batches(config, stream), model.variables,
+                                           at_inference) if config["select_on"] == "loss" else None)
 
     def shared_scales(self):
         """{id(variable): shared_lr_scale} for everything the stage trains but the task's head."""

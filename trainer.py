@@ -167,6 +167,13 @@ def adam(learning_rate):
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
+def optimizer(name, learning_rate):
+    """A fresh "adam" (`adam`) or plain "sgd" (no momentum, no weight decay: HAT's released optimizer)."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate)
+    return adam(learning_rate)
+
+
 TABLE_UPDATES = ("dense", "sparse", "lazy")
 
 
@@ -234,10 +241,10 @@ class GradientRules:
             grads = [g * factor for g in grads]
         return grads
 
-    def side_values(self, values, grads):
+    def side_values(self, values, grads, batch=None):
         """The side variables' new values."""
         first = self.n_optimized
-        return [rule.apply(values[first + j], grads[first + j]) for j, rule in enumerate(self.side)]
+        return [rule.apply(values[first + j], grads[first + j], batch or {}) for j, rule in enumerate(self.side)]
 
 
 def tensorflow_step(loss_fn, variables, apply, xla, rules):
@@ -254,15 +261,15 @@ def tensorflow_step(loss_fn, variables, apply, xla, rules):
             loss = loss_fn(batch) / replicas  # gradients are summed over replicas
         return loss, rules.adjust([v.value for v in variables], tape.gradient(loss, variables), batch)
 
-    def apply_all(grads):
-        side = rules.side_values([v.value for v in variables], grads)
+    def apply_all(grads, batch=None):
+        side = rules.side_values([v.value for v in variables], grads, batch)
         apply(grads[:n])
         for variable, value in zip(variables[n:], side):
             variable.assign(value)
 
     def replica_step(batch):
         loss, grads = gradients(batch)
-        apply_all(grads)
+        apply_all(grads, batch)
         return loss
 
     def split():
@@ -373,16 +380,16 @@ def jax_step(loss_fn, variables, frozen, optimizer, scales=None, rules=None):
         loss, grads = jax.value_and_grad(loss_of)(values, frozen_values, batch)
         return loss, rules.adjust(values, grads, batch)
 
-    def apply(optimizer_values, grads, values):
+    def apply(optimizer_values, grads, values, batch=None):
         new_values, optimizer_values = optimizer.stateless_apply(optimizer_values, grads[:n], values[:n])
         new_values = [old + scales[i] * (new - old) if i in (scales or {}) else new
                       for i, (old, new) in enumerate(zip(values, new_values))]
-        return new_values + rules.side_values(values, grads), optimizer_values
+        return new_values + rules.side_values(values, grads, batch), optimizer_values
 
     @functools.partial(jax.jit, donate_argnums=(0, 2))
     def pure_step(values, frozen_values, optimizer_values, batch):
         loss, grads = grads_of(values, frozen_values, batch)
-        values, optimizer_values = apply(optimizer_values, grads, values)
+        values, optimizer_values = apply(optimizer_values, grads, values, batch)
         return loss, values, optimizer_values
 
     def current(of):

@@ -14,7 +14,9 @@ import fit
 import gates
 import hat
 import predict
+import presets
 import proof
+import run_all
 import stage
 import tasks
 import teracon
@@ -400,3 +402,73 @@ def test_behind_teracons_conv1_gate_a_closed_channel_is_no_input_of_conv2():
     (in1, out1), (in2, out2) = gates.open_channels(model, 1)
     assert in1.all() and not out1[3] and out1.sum() == 7
     assert not in2[3] and in2.sum() == 7 and out2.all()
+
+
+# ---------------------------------------------------------------- HAT's released training (hat.RELEASED_TRAINING)
+
+class OneLayer:
+    """A "model" of a weight vector and a gate embedding, its loss their sum: every SGD step
+    moves each entry by minus the learning rate in force."""
+
+    def __init__(self):
+        self.weight = keras.Variable(np.zeros(3, np.float32), name="weight")
+        self.gate = keras.Variable(np.zeros(2, np.float32), name="gate")
+        self.trainable_variables = self.variables = [self.weight, self.gate]
+
+
+class ThreeSteps:
+    """Data of three training batches an epoch and a validation slice (whose loss is scripted)."""
+    kind, n_valid, batch_size = "class", 4, 2
+
+    def train_batches(self, config, epoch, stream=0):
+        from data_loader import Batches
+
+        make = lambda rows, rng: {"tokens": np.zeros((len(rows), 1), np.int32)}  # noqa: E731
+        return Batches(3 * self.batch_size, self.batch_size, 0, epoch, make, stream)
+
+
+def test_hats_released_training_steps_sgd_on_its_schedule_over_a_hand_made_loss_curve(tmp_path):
+    # best at epochs 2 and 8; every 5 epochs without a lower loss divide the rate by 3, until it would
+    # fall below 1e-4: 0.05 (epochs 1-7), /3 (8-13), /9, /27, /81 (every 5 epochs), /243 (29-33), then stop
+    curve = [1.0, 0.9] + [0.95] * 5 + [0.8] + [0.95] * 25 + [0.5] * 10
+    rates = [0.05] * 7 + [0.05 / 3] * 6 + [0.05 / 3 ** k for k in (2, 3, 4, 5) for _ in range(5)]
+    config = {**stage.DEFAULTS, **hat.RELEASED_TRAINING, "valid": 0.1, "save_every": 0, "verbose": 0, "xla": False}
+    model, losses, moved = OneLayer(), iter(curve), []
+
+    def evaluate(part):
+        moved.append((keras.ops.convert_to_numpy(model.weight).copy(), keras.ops.convert_to_numpy(model.gate).copy()))
+        return {"accuracy": 0.0, "scores_sha256": "scripted"}
+
+    history = fit.train(model, lambda batch: keras.ops.sum(model.weight) + keras.ops.sum(model.gate), ThreeSteps(),
+                        config, evaluate, lambda *a: None, fit.Snapshots(tmp_path / "snapshot", "test"),
+                        extras=lambda epoch, step, steps: {"s": np.float32(1.0)},
+                        side_rules={id(model.gate): hat.GateUpdate(smax=1.0)}, valid_loss=lambda: next(losses))
+    assert (history["epochs_trained"], history["best_epoch"]) == (33, 8)
+    assert [point["loss"] for point in history["valid_curve"]] == curve[:33]
+    weights = [np.zeros(3)] + [w for w, _ in moved]
+    gate_values = [np.zeros(2)] + [g for _, g in moved]
+    for epoch, rate in enumerate(rates):  # SGD: three steps of the rate in force, for the backbone and the gate
+        np.testing.assert_allclose(weights[epoch] - weights[epoch + 1], 3 * rate, rtol=1e-4)
+        np.testing.assert_allclose(gate_values[epoch] - gate_values[epoch + 1], 3 * rate, rtol=1e-4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.weight), moved[7][0])  # epoch 8's, the lowest
+
+
+def test_hats_released_training_is_hats_stages_own(synthetic_dir, tmp_path, capsys):
+    released = presets.overrides("hat_t2", "quick", hat_optimizer="sgd")
+    assert {k: released[k] for k in hat.RELEASED_TRAINING} == hat.RELEASED_TRAINING
+    assert "optimizer" not in presets.overrides("tp_t2", "quick", hat_optimizer="sgd")
+    with pytest.raises(SystemExit) as stopped:
+        run_all.main([f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'out'}", "--method=conure", "--tasks=1",
+                      "--hat_optimizer=sgd"])
+    assert stopped.value.code == 2 and "a setting of HAT's stages" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("setting", ["--shared_lr_scale=0.3", "--task_dropout=0.3", "--pooling=mean"])
+@pytest.mark.parametrize("name", ["hat_t2", "teracon_t2", "finall_t2"])
+def test_conures_head_settings_are_refused_on_another_methods_stage_before_any_work(name, setting, synthetic_dir,
+                                                                                    tmp_path):
+    # no start checkpoint in tmp_path: the refusal comes before the stage reads anything
+    with pytest.raises(stage.ConfigError, match=rf"{setting[2:].split('=')[0]}=.*a setting of Conure's stages"):
+        run_stage(name, synthetic_dir, tmp_path, setting)
+    assert not (tmp_path / "Models").exists()
