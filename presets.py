@@ -45,12 +45,14 @@ SUCCESSORS = {"teracon": {"t2": {"learning_rate": 1e-3},
 LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on take this share of it (TERACON: 1/10)
 # Conure beyond the release (docs/extension.md), with `run_all.py --extension`: its settings, over the
 # preset's (TUNED's "extension" holds a data set's choices on its validation slice, and the command
-# line can give any of them), and the stages each goes to: (phases, first task, classification only).
+# line can give any of them), and the stages each goes to: (phases, first task, kind of task or None: any).
+# Each is a stage setting of the same name but item_loss, which sets full_softmax (ITEM_LOSSES).
 EXTENSION = {"embedding": "delta", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "last",
-             "task_dropout": 0.0, "shared_lr_scale": 1.0}
-EXTENSION_STAGES = {"embedding": (("tp",), 1, False), "embedding_prune_ratio": (("tp",), 1, False),
-                    "delta_rank": (("tp",), 2, False), "pooling": (("tp",), 2, True),
-                    "task_dropout": (("tp", "ret"), 2, True), "shared_lr_scale": (("tp", "ret"), 2, True)}
+             "task_dropout": 0.0, "shared_lr_scale": 1.0, "item_loss": "bpr"}
+EXTENSION_STAGES = {"embedding": (("tp",), 1, None), "embedding_prune_ratio": (("tp",), 1, None),
+                    "delta_rank": (("tp",), 2, None), "pooling": (("tp",), 2, "class"),
+                    "task_dropout": (("tp", "ret"), 2, "class"), "shared_lr_scale": (("tp", "ret"), 2, "class"),
+                    "item_loss": (("tp", "ret"), 2, "item")}
 TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/training.md, "The converged preset")
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
@@ -164,10 +166,16 @@ def extension_settings(name, data=None, given=None):
     unknown = set(chosen) - set(EXTENSION_STAGES)
     if unknown:
         raise stage.ConfigError(f"--extension: unknown {', '.join(sorted(unknown))} (known: {', '.join(EXTENSION)})")
+    if chosen["item_loss"] not in ITEM_LOSSES:
+        raise stage.ConfigError(f"--extension: item_loss={chosen['item_loss']!r}, one of {', '.join(ITEM_LOSSES)}")
     found = {}
     for key, value in chosen.items():
-        phases, first, class_only = EXTENSION_STAGES[key]
-        if phase in phases and number >= first and (not class_only or tasks.task(number).kind == "class"):
-            if key != "embedding" or number == 1:
-                found[key] = value
+        if reaches(key, phase, number) and (key != "embedding" or number == 1):
+            found.update({"full_softmax": value == "softmax"} if key == "item_loss" else {key: value})
     return found
+
+
+def reaches(key, phase, number):
+    """Whether the extension's setting `key` goes to the stage of `phase` and task `number`."""
+    phases, first, kind = EXTENSION_STAGES[key]
+    return phase in phases and number >= first and kind in (None, tasks.task(number).kind)

@@ -63,7 +63,7 @@ def parse_extension(text):
         if not equals or key not in presets.EXTENSION_STAGES:
             raise argparse.ArgumentTypeError(f"{item!r}: expected setting=value, a setting one of "
                                              f"{', '.join(presets.EXTENSION_STAGES)}")
-        found[key] = stage.parse_value(key, value, stage.DEFAULTS[key] if stage.DEFAULTS[key] is not None else "")
+        found[key] = stage.parse_value(key, value, presets.EXTENSION[key])
     return found
 
 

@@ -219,3 +219,28 @@ def test_the_release_defaults_score_as_before_these_settings(synthetic_dir, tmp_
     before = release_hashes(tmp_path / "before", synthetic_dir, tmp_path / "out_before")
     now = release_hashes(root, synthetic_dir, tmp_path / "out_now")
     assert now == before and len(set(now.values())) > 1
+
+
+# ---------------------------------------------------------------- a chosen configuration with the full softmax
+
+@pytest.fixture(scope="module")
+def softmax_chain(synthetic_dir, tmp_path_factory):
+    """T1-T4 at an extension configuration whose later item tasks train with the full softmax."""
+    out = tmp_path_factory.mktemp("softmax")
+    for name in CHAIN + ("tp_t4", "ret_t4"):
+        settings = presets.extension_settings(name, given={"pooling": "mean", "item_loss": "softmax"})
+        run_stage(name, synthetic_dir, out, *(f"--{k}={v}" for k, v in settings.items()), "--epochs=2",
+                  "--learning_rate=3e-3")
+    return out
+
+
+def test_a_softmax_configurations_later_stages_leave_every_earlier_task_bit_identical(softmax_chain, synthetic_dir):
+    import evaluate
+
+    for name, softmax in (("tp_t2", True), ("ret_t3", True), ("tp_t4", False)):  # the item loss: item tasks only
+        assert json.loads((softmax_chain / "Models" / name / "config.json").read_text())["full_softmax"] is softmax
+    for task, own in ((1, "ret_t1"), (2, "ret_t2"), (3, "ret_t3")):
+        assert proof.prove_stage(task, "ret_t4", softmax_chain / "Models").holds
+        later = evaluate.evaluate_task(task, "ret_t4", synthetic_dir, softmax_chain)
+        assert later["scores_sha256"] == json.loads((softmax_chain / "Results" / f"{own}.json").read_text())[
+            "scores_sha256"]

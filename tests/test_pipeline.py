@@ -7,6 +7,7 @@ import pytest
 import checkpoint
 import evaluate
 from data_prep import synthetic_data
+import presets
 import run_all
 from tools.reproduction.report import report
 from conftest import run_stage
@@ -216,9 +217,56 @@ def test_an_extension_trial_keeps_the_later_steps_at_their_defaults_whatever_was
     monkeypatch.setattr(plan, "extension_choices", lambda dataset: chosen)
     runs = {label: argv for label, argv, _ in plan.experiments(["ttl-sample"], ["conure"], [0], None, ["extension"])}
     trial = runs["ttl-sample Conure with the extension, embedding=owned, seed 0"]
-    assert "--extension=embedding=owned,pooling=last,task_dropout=0.0,shared_lr_scale=1.0" in trial
+    assert "--extension=embedding=owned,pooling=last,task_dropout=0.0,shared_lr_scale=1.0,item_loss=bpr" in trial
     trial = runs["ttl-sample Conure with the extension, task_dropout=0.3, seed 0"]
-    assert "--extension=embedding=delta,pooling=attention,task_dropout=0.3,shared_lr_scale=1.0" in trial
+    assert "--extension=embedding=delta,pooling=attention,task_dropout=0.3,shared_lr_scale=1.0,item_loss=bpr" in trial
+
+
+EXTENSION_CHOSEN = {"embedding": "delta", "pooling": "mean", "task_dropout": 0.0, "shared_lr_scale": 1.0}
+
+
+def test_the_item_loss_enters_the_extensions_selection_from_the_chosen_settings_t1(tmp_path, monkeypatch):
+    from tools.reproduction import plan
+
+    monkeypatch.setattr(plan, "OUT", tmp_path)
+    monkeypatch.setattr(plan, "extension_choices", lambda dataset: dict(EXTENSION_CHOSEN))
+    runs = {label: (argv, prepare) for label, argv, prepare in plan.experiments(["ml-1m"], ["conure"], None, None,
+                                                                                ["extension"])}
+    argv, start = runs["ml-1m Conure with the extension, item_loss=softmax, seed 0"]
+    assert "--extension=embedding=delta,pooling=mean,task_dropout=0.0,shared_lr_scale=1.0,item_loss=softmax" in argv
+    assert not any("item_loss=bpr" in label for label in runs)  # that trial is the run of pooling=mean already
+    assert not any(label.startswith("ml-1m Conure with the extension, seed") for label in runs)  # not chosen yet
+    earlier = plan.extension_dir("ml-1m", 0, ("pooling", "mean"))
+    for name in ("tp_t1", "ret_t1", "tp_t2", "ret_t2"):
+        (earlier / "Models" / name).mkdir(parents=True)
+    start()  # the trial starts from the earlier trial's T1 only: its T2 trains with the other loss
+    assert sorted(p.name for p in (plan.extension_dir("ml-1m", 0, ("item_loss", "softmax")) / "Models").iterdir()) \
+        == ["ret_t1", "tp_t1"]
+
+
+def test_the_item_loss_chosen_is_recorded_and_runs_on_the_seeds_that_did_not_choose(tmp_path, monkeypatch):
+    from tools.reproduction import extension, plan
+
+    monkeypatch.setattr(plan, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(plan, "extension_choices", lambda dataset: {**EXTENSION_CHOSEN, "item_loss": "softmax"})
+    valid = {plan.run_dir("ml-1m", 0): 0.10, plan.extension_dir("ml-1m", 0, ("pooling", "mean")): 0.11,
+             plan.extension_dir("ml-1m", 0, ("item_loss", "softmax")): 0.13}
+    for run, score in valid.items():
+        for k in range(1, 7):
+            path = plan.archived(run) / f"ret_t{k}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"selection_metric": "MRR@5", "valid_curve": [{"MRR@5": score * k}]}))
+    rows = [line for line in extension.selection_table("ml-1m") if line.startswith("| item_loss")]
+    assert rows == ["| item_loss | bpr | " + " | ".join(f"{0.11 * k:.4f}" for k in range(1, 7)) + " | 1.1000 |  |",
+                    "| item_loss | softmax | " + " | ".join(f"{0.13 * k:.4f}" for k in range(1, 7)) + " | 1.3000 | yes |"]
+    finals = [argv for label, argv, _ in plan.experiments(["ml-1m"], ["conure"], None, None, ["extension"])
+              if label.startswith("ml-1m Conure with the extension, seed")]
+    assert [a for argv in finals for a in argv if a.startswith("--seed")] == ["--seed=1", "--seed=2", "--seed=3"]
+    assert all("--extension" in argv for argv in finals)
+    item, head = (presets.extension_settings(name, given={"item_loss": "softmax"}) for name in ("ret_t3", "tp_t4"))
+    assert item["full_softmax"] is True and "full_softmax" not in head
+    assert presets.extension_settings("tp_t2")["full_softmax"] is False  # the default: the release's BPR
 
 
 @pytest.mark.parametrize("mine, theirs, verdict", [

@@ -3,10 +3,11 @@ on the validation slice, then the runs at the settings chosen beside Conure, Fin
 simple baselines, with verdicts, storage, wall time and the proof of zero forgetting."""
 import numpy as np
 
+import presets
 import run_all
 import tasks
 from tools.reproduction import plan
-from tools.reproduction.plan import archived, extension_choices, extension_dir, extension_steps, method_runs
+from tools.reproduction.plan import archived, extension_dir, method_runs
 from tools.reproduction.results import (baselines, collect, compare, counted_cell, load_json, numbers_of, place,
                                         zero_forgetting_line)
 
@@ -29,26 +30,27 @@ def criterion(scores, reference, numbers):
     return float(np.mean(ratios)) if len(ratios) == len(numbers) else None
 
 
+def judged_tasks(key, numbers):
+    """The tasks a setting's choice is judged on: those whose stages it reaches (presets.reaches)."""
+    return [k for k in numbers if any(presets.reaches(key, phase, k) for phase in ("tp", "ret"))]
+
+
 def selection_table(dataset):
-    """Each step of the choice: every candidate's best validation score per task, and the criterion:
-    over every task for the embedding (relative to Conure's seed-0 run), over the classification tasks
-    for the heads' settings."""
+    """Each step of the choice: every candidate's best validation score per task, and the criterion
+    over the tasks the setting reaches (judged_tasks: every task for the embedding, the classification
+    tasks for the heads' settings, the later item tasks for their loss), relative to Conure's seed-0 run."""
     numbers = numbers_of(dataset)
     reference = validation_scores(plan.run_dir(dataset, plan.EXTENSION_RUNS["select_seed"]), numbers)
-    choices = extension_choices(dataset)
+    choices = plan.extension_choices(dataset)
     lines = ["| setting | value | " + " | ".join(f"T{k} valid" for k in numbers) + " | criterion | chosen |",
              "|---|---|" + "---|" * len(numbers) + "---|---|"]
-    for key, values, _, _ in extension_steps(dataset):
-        judged = numbers if key == "embedding" else [k for k in numbers if tasks.task(k).kind == "class"]
-        for value in values:
-            scores = validation_scores(extension_dir(dataset, plan.EXTENSION_RUNS["select_seed"], (key, value)),
-                                       numbers)
-            if scores:
-                mean = criterion(scores, reference, judged)
-                lines.append(f"| {key} | {value} | " + " | ".join(f"{scores[k]:.4f}" if k in scores else ""
-                                                                 for k in numbers)
-                             + f" | {'' if mean is None else f'{mean:.4f}'} | "
-                               f"{'yes' if choices.get(key) == value else ''} |")
+    for key, value, _, folder, _ in plan.extension_trials(dataset):
+        scores = validation_scores(folder, numbers)
+        if scores:
+            mean = criterion(scores, reference, judged_tasks(key, numbers))
+            lines.append(f"| {key} | {value} | " + " | ".join(f"{scores[k]:.4f}" if k in scores else ""
+                                                             for k in numbers)
+                         + f" | {'' if mean is None else f'{mean:.4f}'} | {'yes' if choices.get(key) == value else ''} |")
     return lines if len(lines) > 2 else ["(not run yet)"]
 
 

@@ -49,10 +49,11 @@ SELECT = {"dataset": "ml-1m", "seed": 0, "rates": {"hat": [3e-4, 1e-3], "teracon
 SHARED_PROTOCOL = {"methods": ["hat", "teracon"], "commit": "cb5eea2"}
 # Conure beyond the release (docs/extension.md, `run_all.py --extension`): its settings chosen one at a time
 # on seed 0's validation slice, each data set on its own (presets.TUNED's "extension" records a choice and
-# opens the next step), then its runs at the settings chosen.
-EXTENSION_RUNS = {"select_seed": 0, "seeds": [0, 1, 2],
+# opens the next step), then its runs at the settings chosen, on the seeds that did not choose.
+EXTENSION_RUNS = {"select_seed": 0, "seeds": [1, 2, 3],
                   "steps": [("embedding", ["delta", "owned"]), ("pooling", ["last", "mean", "attention"]),
-                            ("task_dropout", [0.0, 0.3]), ("shared_lr_scale", [1.0, 0.3])]}
+                            ("task_dropout", [0.0, 0.3]), ("shared_lr_scale", [1.0, 0.3]),
+                            ("item_loss", ["bpr", "softmax"])]}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
@@ -284,8 +285,8 @@ def extension_choices(dataset):
 
 
 def extension_steps(dataset):
-    """[(setting, candidates, the settings chosen before it, the trial run its stages start from)] up
-    to and with the first setting not chosen yet."""
+    """[(setting, candidates, the settings chosen before it, the trial (setting, value) its stages start
+    from)] up to and with the first setting not chosen yet."""
     found, choices, before, start = [], extension_choices(dataset), {}, None
     for key, values in EXTENSION_RUNS["steps"]:
         found.append((key, values, dict(before), start))
@@ -296,33 +297,41 @@ def extension_steps(dataset):
     return found
 
 
+def extension_trials(dataset):
+    """[(setting, value, settings, run folder, start folder or None)] of every selection trial up to and
+    with the first setting not chosen yet. A trial's later steps stay at their defaults, whatever was
+    chosen since; a trial whose settings an earlier trial ran (its setting at the default) is that run."""
+    seed, found, folders = EXTENSION_RUNS["select_seed"], [], {}
+    for key, values, before, start in extension_steps(dataset):
+        later = {k: presets.EXTENSION[k] for k, _ in EXTENSION_RUNS["steps"] if k != key and k not in before}
+        start_folder = start and folders[json.dumps({**before, key: presets.EXTENSION[key], **later}, sort_keys=True)]
+        for value in values:
+            settings = {**before, key: value, **later}
+            folder = folders.setdefault(json.dumps(settings, sort_keys=True), extension_dir(dataset, seed, (key, value)))
+            found.append((key, value, settings, folder, start_folder))
+    return found
+
+
 def extension_experiments(dataset, chosen, tasks_text):
     """The extension's selection trials, step by step, then its runs at the settings chosen."""
     seed = EXTENSION_RUNS["select_seed"]
-    steps = extension_steps(dataset)
-    for key, values, before, start in steps if chosen([seed]) else ():
-        later = {k: presets.EXTENSION[k] for k, _ in EXTENSION_RUNS["steps"] if k != key and k not in before}
-        for value in values:
-            trial = (key, value)  # the steps after it stay at their defaults, whatever TUNED chose since
-            settings = ",".join(f"{k}={v}" for k, v in {**before, key: value, **later}.items())
+    for key, value, settings, folder, start in extension_trials(dataset) if chosen([seed]) else ():
+        if folder == extension_dir(dataset, seed, (key, value)):
             yield (f"{dataset} Conure with the extension, {key}={value}, seed {seed}",
-                   run_all_args(dataset, extension_dir(dataset, seed, trial), "conure", seed, PRESET, tasks_text,
-                                f"--extension={settings}"),
-                   start and (lambda start=start, trial=trial: share_extension_stages(dataset, start, trial)))
+                   run_all_args(dataset, folder, "conure", seed, PRESET, tasks_text,
+                                "--extension=" + ",".join(f"{k}={v}" for k, v in settings.items())),
+                   start and (lambda start=start, folder=folder, key=key: share_extension_stages(start, folder, key)))
+    steps = extension_steps(dataset)
     if len(steps) < len(EXTENSION_RUNS["steps"]) or steps[-1][0] not in extension_choices(dataset):
         return
-    last = steps[-1][0], extension_choices(dataset)[steps[-1][0]]
     for seed in chosen(EXTENSION_RUNS["seeds"]):
         yield (f"{dataset} Conure with the extension, seed {seed}",
                run_all_args(dataset, extension_dir(dataset, seed), "conure", seed, PRESET, tasks_text, "--extension"),
-               (lambda: share_stages(extension_dir(dataset, 0, last), extension_dir(dataset, 0), run_all.stage_names(
-                   "conure", run_all.parse_tasks(DATASETS[dataset]["tasks"])))) if seed == 0 else None)
+               None)
 
 
-def share_extension_stages(dataset, start, trial):
-    """A trial of a head's setting starts from the stages before the first classification task of the
-    trial it follows (run_all reuses them: the same settings)."""
-    first_class = next(k for k, t in enumerate(tasks.TASKS, 1) if t.kind == "class")
-    names = [f"{phase}_t{k}" for k in range(1, first_class) for phase in ("tp", "ret")]
-    seed = EXTENSION_RUNS["select_seed"]
-    share_stages(extension_dir(dataset, seed, start), extension_dir(dataset, seed, trial), names)
+def share_extension_stages(start, folder, key):
+    """A trial of setting `key` starts from the stages of the trial it follows (folder `start`) before
+    the first task the setting reaches (run_all reuses them: the same settings)."""
+    first = next(k for k in range(1, len(tasks.TASKS) + 1) if presets.reaches(key, "tp", k))
+    share_stages(start, folder, [f"{phase}_t{k}" for k in range(1, first) for phase in ("tp", "ret")])
