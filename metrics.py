@@ -89,10 +89,13 @@ def hash_verdict(evaluations):
 
 def forgetting(series):
     """Forgetting as continual-learning papers report it, from {task: [its metric at its own stage,
-    then after each later stage, in order]}: {"bwt": the mean over the tasks with a later stage of
-    (last - own), "largest_drop": {task: the largest (own - later) over its later stages}} (a
-    negative drop: never below its own). BWT is None when no task has a later stage."""
+    then after each later stage, in order]}: "bwt", the mean over the tasks with a later stage of
+    (last - own) (Lopez-Paz and Ranzato, 2017; None when no task has one); per task, "forgetting", the
+    best it scored before the last stage (its own included) minus the last (Chaudhry et al., 2018),
+    and "largest_drop", the largest (own - later) over its later stages (negative: never below its
+    own). The two differ: a task that rose, then fell back above its own, has forgotten but not dropped."""
     later = {task: values for task, values in series.items() if len(values) > 1}
     drops = {task: max(values[0] - v for v in values[1:]) for task, values in later.items()}
+    forgotten = {task: max(values[:-1]) - values[-1] for task, values in later.items()}
     bwt = sum(values[-1] - values[0] for values in later.values()) / len(later) if later else None
-    return {"bwt": bwt, "largest_drop": drops}
+    return {"bwt": bwt, "largest_drop": drops, "forgetting": forgotten}

@@ -244,27 +244,32 @@ def metric_series(rows):
 
 
 def forgetting_lines(rows, method):
-    """Each earlier task's main metric at its own stage and after the last stage, its largest drop
-    over every later stage, the share of the parameters it reads that changed on the way (the
-    weight-level proof's count), and the backward transfer (metrics.forgetting)."""
+    """Each earlier task's main metric at its own stage and after the last stage, its forgetting (the
+    best before the last stage minus the last), its largest drop over every later stage, the share of
+    the parameters it reads that changed on the way (the weight-level proof's count), and the backward
+    transfer per kind of metric (metrics.forgetting)."""
     if method not in ONE_MODEL:
         return ["Each task has a model of its own under this method: no later stage changes it."]
     found = metrics.forgetting(metric_series(rows))
-    lines = ["How much each earlier task lost: drop = its own stage's metric minus the last stage's; largest drop = "
-             "the largest such drop after any later stage (negative: never below its own); the share of the "
-             "parameters it reads that are not bit-identical any more.", "",
-             "| task | metric | at its own stage | after the last stage | drop | largest drop | "
+    lines = ["How much each earlier task lost: forgetting = the best it scored before the last stage (its own "
+             "included) minus the last stage's (Chaudhry et al., 2018); largest drop = its own stage's metric minus "
+             "the lowest after any later stage (negative: never below its own); the share of the parameters it reads "
+             "that are not bit-identical any more.", "",
+             "| task | metric | at its own stage | after the last stage | forgetting | largest drop | "
              "parameters it reads that changed |", "|---|---|---|---|---|---|---|"]
     for k, largest in found["largest_drop"].items():
         own, *later = [r for r in rows if r["task"] == k]
         last, metric = later[-1], main_metric(k)
         changed = last["proof_compared"] - last["proof_identical"]
         lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {own[metric]:.4f} | {last[metric]:.4f} | "
-                     f"{own[metric] - last[metric]:+.4f} | {largest:+.4f} | {changed / last['proof_compared']:.1%} "
+                     f"{found['forgetting'][k]:+.4f} | {largest:+.4f} | {changed / last['proof_compared']:.1%} "
                      f"({changed:,} of {last['proof_compared']:,}) |")
-    if found["bwt"] is not None:
-        lines += ["", f"Backward transfer (BWT: the mean over the earlier tasks of the last stage's metric minus "
-                      f"their own): {found['bwt']:+.4f}."]
+    series = metric_series(rows)
+    for metric in dict.fromkeys(main_metric(k) for k in found["largest_drop"]):
+        earlier = [k for k in found["largest_drop"] if main_metric(k) == metric]
+        bwt = sum(series[k][-1] - series[k][0] for k in earlier) / len(earlier)
+        lines += ["", f"Backward transfer on {metric} (BWT: the mean over the earlier tasks scored by it of the last "
+                      f"stage's metric minus their own): {bwt:+.4f}."]
     return lines
 
 

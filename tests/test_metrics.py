@@ -61,5 +61,14 @@ def test_backward_transfer_and_the_largest_drop_on_a_hand_made_matrix():
     assert found["largest_drop"] == pytest.approx({1: 0.10, 2: 0.01, 3: -0.01})  # T1's is at stage 2, not the last
 
 
+def test_chaudhrys_forgetting_and_the_largest_drop_differ_in_sign_on_a_hand_made_matrix():
+    # T2 rose after the next stage, then fell back above its own score (TERACON's ML-1M T2, seed 0)
+    series = {2: [0.0688, 0.0740, 0.0714], 3: [0.70, 0.60, 0.65]}
+    found = metrics.forgetting(series)
+    assert found["largest_drop"][2] == pytest.approx(-0.0026)  # never below its own
+    assert found["forgetting"][2] == pytest.approx(+0.0026)  # below its best before the last stage
+    assert found["largest_drop"][3] == pytest.approx(0.10) and found["forgetting"][3] == pytest.approx(0.05)
+
+
 def test_forgetting_without_a_later_stage_has_no_backward_transfer():
-    assert metrics.forgetting({1: [0.5]}) == {"bwt": None, "largest_drop": {}}
+    assert metrics.forgetting({1: [0.5]}) == {"bwt": None, "largest_drop": {}, "forgetting": {}}

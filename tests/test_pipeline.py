@@ -189,10 +189,10 @@ def test_the_item_loss_verdicts_count_a_gap_only_beyond_the_spread(tmp_path, mon
     hr5 = {"softmax": [0.070, 0.071, 0.069], "bpr": [0.058, 0.059, 0.057], "teracon": [0.069, 0.072, 0.068]}
     for name, scores in hr5.items():
         for seed, score in zip(plan.ITEM_LOSS["seeds"], scores):
-            method = "teracon" if name == "teracon" else "conure"
             run = plan.run_dir("ml-1m", seed) if name == "teracon" else plan.item_loss_dir(name, seed)
-            for k in (2, 3):
-                path = plan.archived(run) / f"{own_stage(method, k)}.json"
+            for k in (2, 3):  # TERACON read with its model after T6, Conure's runs of T1-T3 with their own
+                path = plan.archived(run) / (f"eval_t{k}_teracon_t6.json" if name == "teracon" else
+                                             f"{own_stage('conure', k)}.json")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"HR@5": score, "MRR@5": score / 2}))
     against_bpr, against_teracon = tables.item_loss_verdicts()
@@ -207,7 +207,7 @@ def test_the_progress_table_reads_a_run_given_a_bare_flag(tmp_path, monkeypatch)
     monkeypatch.setattr(plan, "ARCHIVE", tmp_path)
     argv = ["--method=conure", f"--out_dir={plan.OUT / 'tiny' / 'run'}", "--tasks=1-2", "--extension"]
     monkeypatch.setattr(reporting, "experiments", lambda: [("tiny run", argv, None)])
-    assert reporting.progress_lines()[-1] == "| tiny run | 0 of 2 |"
+    assert reporting.progress_lines()[-1] == "| tiny run | 0 of 2 |  |"
 
 
 def test_an_extension_trial_keeps_the_later_steps_at_their_defaults_whatever_was_chosen_since(monkeypatch):
@@ -330,3 +330,70 @@ def test_learning_curves_report_each_share_beside_baselines_fitted_on_it(synthet
     assert "0.5strong simple baseline" in rows and "1strong simple baseline" in rows
     assert "| 0.5 | Conure | (n=1) |" in verdicts  # one seed: no spread to judge by
     assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 1000
+
+
+@pytest.fixture
+def two_task_archive(tmp_path, monkeypatch):
+    """Hand-made results of a two-task data set: Conure, whose T1 stays as it was, and TERACON, whose T1
+    falls from 0.130 at its own stage to 0.090 after T2 (two seeds each, on one machine)."""
+    from tools.reproduction import plan
+
+    monkeypatch.setattr(plan, "OUT", tmp_path / "repro")
+    monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
+    monkeypatch.setattr(plan, "DATASETS", {"tiny": {"data_dir": "none", "tasks": "1-2", "seeds": {},
+                                                    "other_seeds": [0, 1]}})
+    monkeypatch.setattr(plan, "METHODS", ("conure", "teracon"))
+    files = {"conure": {"ret_t1": 0.120, "eval_t1_ret_t2": 0.120, "ret_t2": 0.050},
+             "teracon": {"teracon_t1": 0.130, "eval_t1_teracon_t2": 0.090, "teracon_t2": 0.070}}
+    for seed, shift in ((0, 0.0), (1, 0.002)):
+        for scores in files.values():
+            for name, score in scores.items():
+                path = plan.archived(plan.run_dir("tiny", seed)) / f"{name}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"MRR@5": score / 2, "HR@5": score + shift, "NDCG@5": score / 2,
+                                            "eval_settings": {"device": "CPU Some Machine, avx2 (x86_64, 2 cores)"}}))
+    return plan
+
+
+def test_the_final_model_table_reads_a_methods_last_stage_and_the_own_stage_table_its_own(two_task_archive):
+    from tools.reproduction import tables
+
+    final, own = (next(line for line in tables.quality_table("tiny", final=reading) if line.startswith("| TERACON"))
+                  for reading in (True, False))
+    assert final.startswith("| TERACON | Some Machine | 0.0450 ± 0.0000 / 0.0910 ± 0.0014 /")
+    assert own.startswith("| TERACON | Some Machine | 0.0650 ± 0.0000 / 0.1310 ± 0.0014 /")
+    conure = [line for line in tables.quality_table("tiny") if line.startswith("| Conure")]
+    assert conure == [line for line in tables.quality_table("tiny", final=False) if line.startswith("| Conure")]
+
+
+def test_a_verdict_reads_the_final_models_and_says_where_the_own_stage_reads_otherwise(two_task_archive):
+    from tools.reproduction import verdicts
+
+    line, = verdicts.conure_lines("tiny")
+    assert line.startswith("- Conure vs TERACON on every task (final models; on Some Machine")
+    assert "better on 1, within the spread on 0, worse on 1" in line
+    assert "T1 +0.0300 (spread 0.0028; at its own stage: worse)" in line and "T2 -0.0200 (spread 0.0028)" in line
+
+
+def on(device, *values):
+    return [{"accuracy": v, "eval_settings": {"device": f"CPU {device}, avx2 (x86_64, 2 cores)"}} for v in values]
+
+
+def test_a_verdict_compares_one_kind_of_machine_where_both_sides_ran_on_it():
+    from tools.reproduction.results import judge
+
+    mine = on("Intel(R) Xeon(R) Processor", 0.50, 0.51, 0.52) + on("AMD EPYC", 0.40, 0.41, 0.42)
+    verdict, difference, _, where = judge(mine, on("AMD EPYC", 0.30, 0.31, 0.32), "accuracy", gap=0.5)
+    assert (verdict, round(difference, 4), where) == ("better", 0.1, "AMD EPYC")  # not Intel's 0.51 against 0.31
+
+
+def test_a_verdict_across_two_machines_names_both_and_widens_the_spread_by_their_gap():
+    from tools.reproduction.results import judge, machine_gap
+
+    mine, theirs = on("AMD EPYC", 0.40, 0.41, 0.42), on("Intel(R) Xeon(R) Processor", 0.30, 0.31, 0.32)
+    assert judge(mine, theirs, "accuracy")[::3] == ("two machines", "AMD EPYC vs Intel Xeon")  # no gap measured
+    gap = machine_gap([(on("AMD EPYC", 0.40)[0], on("Intel(R) Xeon(R) Processor", 0.45)[0])], "accuracy")
+    verdict, difference, noise, where = judge(mine, theirs, "accuracy", gap)
+    assert verdict == "better" and noise == pytest.approx(0.02 + 0.05)
+    assert where == "AMD EPYC vs Intel Xeon, the spread widened by their gap 0.0500"
+    assert judge(mine, theirs, "accuracy", 0.09)[0] == "tie"  # a gap as large as the difference: level

@@ -1,17 +1,18 @@
 """The report's section on Conure beyond the release (docs/extension.md): the choice of each setting
-on the validation slice, then the runs at the settings chosen beside Conure, FineAll, TERACON and the
-simple baselines, with verdicts, storage, wall time and the proof of zero forgetting."""
+on the validation slice, then the runs at the settings chosen beside every method and the simple
+baselines (final models), whether it trails any of them, its storage and wall time beside Conure's and
+the proof of zero forgetting."""
 import numpy as np
 
 import presets
 import run_all
 import tasks
-from tools.reproduction import plan
-from tools.reproduction.plan import archived, extension_dir, method_runs
-from tools.reproduction.results import (baselines, collect, compare, counted_cell, load_json, numbers_of, place,
-                                        zero_forgetting_line)
+from tools.reproduction import plan, tables, verdicts
+from tools.reproduction.plan import archived, extension_dir
+from tools.reproduction.results import (baselines, by_machine, collect, counted_cell, load_json, machine, numbers_of,
+                                        place, spread, zero_forgetting_line)
 
-COMPARED = ("conure", "finall", "teracon")  # the rows beside the extension's
+LABEL = "Conure with the extension"
 
 
 def validation_scores(directory, numbers):
@@ -54,63 +55,74 @@ def selection_table(dataset):
     return lines if len(lines) > 2 else ["(not run yet)"]
 
 
-def method_minutes(directories, method, numbers):
-    """The mean over the runs that finished every task of the wall time of `method`'s stages."""
-    names = run_all.stage_names(method, numbers)
-    totals = [sum(t["wall_seconds"] for t in timings) / 60 for timings in (
-        [load_json(archived(d) / f"{name}.timing.json") for name in names] for d in directories) if all(timings)]
-    return f"{np.mean(totals):.0f}" if totals else "n/a"
-
-
 def extension_runs(dataset):
     return [extension_dir(dataset, seed) for seed in plan.EXTENSION_RUNS["seeds"]]
 
 
-def quality_table(dataset):
-    """The extension beside Conure, FineAll and TERACON (as released, and under the shared protocol; mean ±
-    std over seeds), the simple baselines, stored parameters per task and wall time."""
+def compared_rows(dataset):
+    """(label, run folders, method) of every method the extension is judged against: each method's runs at
+    the main settings and HAT with its release's SGD (not the shared-protocol runs)."""
+    return [row for row in plan.method_rows(dataset) if "shared protocol" not in row[0]]
+
+
+def cost_table(dataset):
+    """Parameters stored per task and minutes per task (its stages' wall time), mean over the runs that
+    finished it, of the extension and of Conure, one row per machine."""
     numbers = numbers_of(dataset)
-    rows = [("Conure with the extension", extension_runs(dataset), "conure")]
-    rows += [(plan.LABELS[m], method_runs(dataset, m), m) for m in COMPARED if m in plan.METHODS]
-    rows += plan.shared_protocol_rows(dataset, ["teracon"])
-    lines = ["| method | " + " | ".join(f"T{k} {run_all.main_metric(k)}" for k in numbers)
-             + " | stored parameters | minutes, all stages |", "|---|" + "---|" * (len(numbers) + 2)]
-    for label, directories, method in rows:
-        found = [collect(directories, method, k) for k in numbers]
-        stored = [r[0]["stored_parameters"] if r else None for r in found]
-        lines.append(f"| {label} | " + " | ".join(counted_cell(r, [run_all.main_metric(k)])
-                                                  for r, k in zip(found, numbers))
-                     + f" | {'n/a' if None in stored else f'{sum(stored):,}'} | "
-                       f"{method_minutes(directories, method, numbers)} |")
-    fitted = baselines(dataset)
-    for part, name in (("trivial", "popularity / majority"), ("strong", "strong simple baseline")):
-        if fitted:
-            lines.append(f"| {name} | " + " | ".join(f"{fitted[k][part][run_all.main_metric(k)]:.4f}"
-                                                      if k in fitted else "n/a" for k in numbers) + " | | |")
+    lines = ["| run | machine | " + " | ".join(f"T{k}: parameters / minutes" for k in numbers)
+             + " | all tasks |", "|---|---|" + "---|" * (len(numbers) + 1)]
+    for label, directories in ((LABEL, extension_runs(dataset)), ("Conure", plan.runs_of(dataset, "conure"))):
+        per_task = [[(r, d) for d in directories for r in collect([d], "conure", k)] for k in numbers]
+        for where in dict.fromkeys(machine(r) for found in per_task for r, _ in found):
+            cells, stored, minutes = [], 0, 0.0
+            for k, found in zip(numbers, per_task):
+                here = [(r, d) for r, d in found if machine(r) == where]
+                seconds = [sum((load_json(archived(d) / f"{name}.timing.json") or {"wall_seconds": np.nan})
+                               ["wall_seconds"] for name in (f"tp_t{k}", f"ret_t{k}")) for _, d in here]
+                stored += here[0][0]["stored_parameters"] if here else 0
+                minutes += np.mean(seconds) / 60 if here else np.nan
+                cells.append(f"{here[0][0]['stored_parameters']:,} / {np.mean(seconds) / 60:.1f}" if here else "n/a")
+            lines.append(f"| {label} | {where} | " + " | ".join(cells) + f" | {stored:,} / {minutes:.0f} |")
     return lines
 
 
-def verdict_table(dataset):
-    """Per task, the extension against Conure and FineAll (a gap counts beyond both methods' spreads)
-    and against the strong simple baseline (beyond the spread plus the held-out users' standard error)."""
-    numbers, mine = numbers_of(dataset), extension_runs(dataset)
-    fitted = baselines(dataset)
-    lines = ["| task | vs Conure | vs FineAll | vs strong simple baseline |", "|---|---|---|---|"]
+def trails_table(dataset):
+    """Per task, the extension against every method (final models; a gap counts beyond both spreads, on
+    one kind of machine or widened by the machines' gap) and against the strong simple baseline (beyond
+    the spread plus the held-out users' standard error): the best other method, the verdict against it
+    and the methods ahead of the extension."""
+    numbers, fitted = numbers_of(dataset), baselines(dataset)
+    mine = (extension_runs(dataset), "conure")
+    lines = ["| task | the extension | best other method | against it | methods ahead beyond the spread | "
+             "against the strong simple baseline |", "|---|---|---|---|---|---|"]
     for k in numbers:
-        own, metric = collect(mine, "conure", k), run_all.main_metric(k)
-        if len(own) < 2:
+        metric, own = run_all.main_metric(k), collect(mine[0], "conure", k, numbers[-1])
+        found = {label: (verdicts.task_verdict(dataset, mine, (folders, method), k, numbers[-1]),
+                         collect(folders, method, k, numbers[-1])) for label, folders, method in compared_rows(dataset)}
+        found = {label: pair for label, pair in found.items() if pair[0]}
+        if len(own) < 2 or not found:
             continue
-        cells = [compare(own, collect(method_runs(dataset, m), m, k), metric)[0] for m in ("conure", "finall")]
-        cells.append(place(own, fitted[k]["strong"][metric], metric) if fitted and k in fitted else "n/a")
-        lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells) + " |")
+        best = max(found, key=lambda label: max(spread(g, metric)[0] for g in by_machine(found[label][1]).values()))
+        verdict, difference, noise, where, _ = found[best][0]
+        ahead = [label for label, (v, _) in found.items() if v[0] == "worse"]
+        bar = fitted[k]["strong"][metric] if fitted and k in fitted else None
+        lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(own, [metric])} | {best} "
+                     f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}) | "
+                     f"{', '.join(ahead) or 'none'} | "
+                     + ("n/a" if bar is None else f"{place(own, bar, metric)} ({bar:.4f})") + " |")
     return lines if len(lines) > 2 else ["(fewer than two seeds yet)"]
 
 
 def section(dataset):
     lines = [f"## Beyond the release: Conure with the extension ({dataset})", "",
              "Settings chosen one at a time on seed 0's validation slice (docs/extension.md): each step's candidates "
-             "run from the same earlier stages; the held-out split was not looked at.", ""]
+             "run from the same earlier stages, the item loss last; the held-out split was not looked at. The runs "
+             f"at the settings chosen are seeds {', '.join(map(str, plan.EXTENSION_RUNS['seeds']))}, which did not "
+             "choose.", ""]
     lines += selection_table(dataset)
-    lines += ["", "At the settings chosen (mean ± std over seeds):", ""] + quality_table(dataset)
-    lines += ["", "Verdicts:", ""] + verdict_table(dataset)
+    lines += ["", "At the settings chosen beside every method, each with its final model (mean ± std over seeds):",
+              ""] + tables.quality_table(dataset, rows=[(LABEL, extension_runs(dataset), "conure")]
+                                         + compared_rows(dataset), metrics=lambda k: [run_all.main_metric(k)])
+    lines += ["", "Does it trail any method?", ""] + trails_table(dataset)
+    lines += ["", "What it costs beside Conure:", ""] + cost_table(dataset)
     return lines + [""] + zero_forgetting_line(extension_runs(dataset), "with the extension") + [""]

@@ -1,13 +1,16 @@
 """The report's forgetting tables: each task after every later stage, the comparison of every
-method with one shared model (backward transfer, the largest drop, the parameters a task reads that
-changed), and the gates of HAT and TERACON."""
+method with one shared model (backward transfer and forgetting per kind of metric, each task's
+forgetting and largest drop, the parameters a task reads that changed), and the gates of HAT and
+TERACON."""
+import numpy as np
+
 import metrics
 import run_all
 import tasks
 from tools.reproduction import plan
 from tools.reproduction.plan import archived, method_runs
-from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, numbers_of, own_stage,
-                                        spread)
+from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, machine, numbers_of,
+                                        own_stage, spread)
 
 
 def forgetting_table(directory, method):
@@ -32,48 +35,69 @@ def forgetting_table(directory, method):
     return lines
 
 
+KINDS = {"item": "item tasks, HR@5", "class": "classification, accuracy"}  # BWT and forgetting per kind of metric
+
+
+def kind_of(number):
+    return "class" if tasks.task(number).kind == "class" else "item"
+
+
 def run_forgetting(table):
-    """One run's forgetting from its summary rows: BWT, and per earlier task its drop by the last
-    stage, its largest drop over every later stage and the share of the parameters it reads that
-    changed by the last stage."""
+    """One run's forgetting from its summary rows: per kind of metric (KINDS) the backward transfer and
+    the mean forgetting (metrics.forgetting) over its earlier tasks; per earlier task its forgetting,
+    its largest drop over every later stage and the share of the parameters it reads that changed by
+    the last stage."""
     series = {k: list(rows[run_all.main_metric(k)]) for k, rows in table.groupby("task", sort=True)}
     found = metrics.forgetting(series)
-    tasks_found = {}
+    per_task = {}
     for k, rows in table.groupby("task", sort=True):
         if k in found["largest_drop"]:
             last = rows.iloc[-1]
-            tasks_found[k] = {"drop": series[k][0] - series[k][-1], "largest": found["largest_drop"][k],
-                              "share": 1 - last["proof_identical"] / last["proof_compared"]}
-    return found["bwt"], tasks_found
+            per_task[k] = {"forgetting": found["forgetting"][k], "largest": found["largest_drop"][k],
+                           "share": 1 - last["proof_identical"] / last["proof_compared"]}
+    summary = {}
+    for kind in KINDS:
+        earlier = [k for k in per_task if kind_of(k) == kind]
+        if earlier:
+            summary[f"bwt_{kind}"] = float(np.mean([series[k][-1] - series[k][0] for k in earlier]))
+            summary[f"forgetting_{kind}"] = float(np.mean([per_task[k]["forgetting"] for k in earlier]))
+    return summary, per_task
 
 
 def comparison_rows(dataset):
-    """(label, run folders, method) of every method with one shared model, then the shared-protocol runs."""
-    rows = [(plan.LABELS[m], method_runs(dataset, m), m) for m in run_all.ONE_MODEL if m in plan.METHODS]
-    return rows + plan.shared_protocol_rows(dataset)
+    """(label, run folders, method) of every row of the quality table whose method has one shared model."""
+    return [row for row in plan.method_rows(dataset) if row[2] in run_all.ONE_MODEL]
+
+
+def forgetting_header(earlier):
+    kinds = [f"BWT ({text})" for text in KINDS.values()] + [f"forgetting ({text})" for text in KINDS.values()]
+    return ["| method | machine | " + " | ".join(kinds) + " | "
+            + " | ".join(f"T{k} {run_all.main_metric(k)}: forgetting / largest drop; parameters changed"
+                         for k in earlier) + " |", "|---|---|" + "---|" * (len(kinds) + len(earlier))]
 
 
 def forgetting_comparison(dataset):
-    """Every method with one shared model, mean ± std over seeds: the backward transfer (BWT), and for
-    each earlier task its drop by the last stage, its largest drop over every later stage and the share
-    of the parameters it reads that changed. The methods with a model per task have nothing to forget."""
+    """Every method with one shared model, one row per machine, mean ± std over seeds: per kind of metric
+    the backward transfer (BWT) and the mean forgetting, then each earlier task's forgetting, largest drop
+    and share of the parameters it reads that changed. The methods with a model per task forget nothing."""
     earlier = numbers_of(dataset)[:-1]
-    lines = ["| method | BWT | " + " | ".join(f"T{k} {run_all.main_metric(k)}: drop / largest drop; parameters "
-                                            "changed" for k in earlier) + " |", "|---|---|" + "---|" * len(earlier)]
+    lines = forgetting_header(earlier)
     for label, directories, method in comparison_rows(dataset):
-        bwts, found = [], {k: [] for k in earlier}
+        found = {}  # machine -> (run summaries, {task: per-task values})
         for table in (forgetting_rows(d, method) for d in directories):
             if table is not None and table.groupby("task").size().max() > 1:
-                bwt, per_task = run_forgetting(table)
-                bwts.append({"bwt": bwt})
+                summary, per_task = run_forgetting(table)
+                runs, tasks_found = found.setdefault(machine(table.iloc[0].to_dict()), ([], {}))
+                runs.append(summary)
                 for k, values in per_task.items():
-                    found.setdefault(k, []).append(values)
-        if not bwts:
-            continue
-        cells = [f"{cell(found[k], 'drop')} / {cell(found[k], 'largest')}; "
-                 f"{100 * spread(found[k], 'share')[0]:.1f}% (n={len(found[k])})" if found[k] else "n/a"
-                 for k in earlier]
-        lines.append(f"| {label} | {cell(bwts, 'bwt')} | " + " | ".join(cells) + " |")
+                    tasks_found.setdefault(k, []).append(values)
+        for where, (runs, tasks_found) in found.items():
+            kinds = [cell(runs, f"{part}_{kind}") if all(f"{part}_{kind}" in r for r in runs) else "n/a"
+                     for part in ("bwt", "forgetting") for kind in KINDS]
+            cells = [f"{cell(tasks_found[k], 'forgetting')} / {cell(tasks_found[k], 'largest')}; "
+                     f"{100 * spread(tasks_found[k], 'share')[0]:.1f}% (n={len(tasks_found[k])})"
+                     if tasks_found.get(k) else "n/a" for k in earlier]
+            lines.append(f"| {label} | {where} | " + " | ".join(kinds + cells) + " |")
     return lines
 
 

@@ -54,10 +54,18 @@ EXTENSION_RUNS = {"select_seed": 0, "seeds": [1, 2, 3],
                   "steps": [("embedding", ["delta", "owned"]), ("pooling", ["last", "mean", "attention"]),
                             ("task_dropout", [0.0, 0.3]), ("shared_lr_scale", [1.0, 0.3]),
                             ("item_loss", ["bpr", "softmax"])]}
+# The main runs repeated on a second kind of machine, so that a verdict compares runs of one kind (each
+# results file records its device; REPRODUCTION.md's header says which runs ran where).
+RERUN = {"ml-1m": {"methods": ["conure"], "seeds": [0, 1, 2]},
+         "ttl-sample": {"methods": ["conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec"], "seeds": [0, 1, 2]}}
+# HAT trained as its release trains it (`run_all.py --hat_optimizer=sgd`, hat.RELEASED_TRAINING) beside its
+# main runs on the preset's Adam.
+HAT_SGD = {"dataset": "ml-1m", "seeds": [0, 1, 2], "label": "HAT, its release's SGD"}
 LABELS = {"conure": "Conure", "sinmo": "SinMo", "sinmoall": "SinMoAll", "finall": "FineAll",
           "finesmax": "FineSmax", "peterrec": "PeterRec", "hat": "HAT", "teracon": "TERACON"}
 
-PARTS = ("select", "main", "heads", "item_loss", "paper_width", "sweep", "curves", "kcore", "extension")
+PARTS = ("select", "main", "rerun", "hat_sgd", "heads", "item_loss", "paper_width", "sweep", "curves", "kcore",
+         "extension")
 
 
 def seeds_of(dataset, method):
@@ -67,6 +75,15 @@ def seeds_of(dataset, method):
 
 def run_dir(dataset, seed):
     return OUT / dataset / f"seed{seed}"
+
+
+def rerun_dir(dataset, seed):
+    """The main runs of `seed` repeated on a second machine (RERUN)."""
+    return OUT / dataset / f"rerun-seed{seed}"
+
+
+def hat_sgd_dir(seed):
+    return OUT / HAT_SGD["dataset"] / f"hat-sgd-seed{seed}"
 
 
 def extension_dir(dataset, seed, trial=None):
@@ -182,6 +199,7 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
                run_all_args(HEADS["dataset"], heads_dir(loss, seed), "conure", seed, PRESET, tasks_text,
                             f"--class_loss={loss}"),
                lambda seed=seed, loss=loss: share_stages(run_dir(HEADS["dataset"], seed), heads_dir(loss, seed)))
+    yield from repeated_experiments(datasets, methods, chosen, tasks_text, parts)
     yield from item_loss_experiments(datasets, methods, chosen, tasks_text, parts)
     paper_width = "paper_width" in parts and PAPER_WIDTH["dataset"] in datasets and "conure" in methods
     for seed in chosen(PAPER_WIDTH["seeds"]) if paper_width else ():
@@ -197,6 +215,21 @@ def experiments(datasets=None, methods=None, seeds=None, tasks_text=None, parts=
     yield from data_size_experiments(datasets, methods, chosen, tasks_text, parts)
     for dataset in datasets if "extension" in parts and "conure" in methods else ():
         yield from extension_experiments(dataset, chosen, tasks_text)
+
+
+def repeated_experiments(datasets, methods, chosen, tasks_text, parts):
+    """The main runs repeated on a second machine (RERUN), then HAT with its release's SGD (HAT_SGD)."""
+    for dataset in datasets if "rerun" in parts else ():
+        spec = RERUN.get(dataset, {"seeds": [], "methods": []})
+        for seed in chosen(spec["seeds"]):
+            for method in (m for m in spec["methods"] if m in methods):
+                yield (f"{dataset} {method} seed {seed}, repeated on a second machine",
+                       run_all_args(dataset, rerun_dir(dataset, seed), method, seed, PRESET, tasks_text), None)
+    hat_sgd = "hat_sgd" in parts and HAT_SGD["dataset"] in datasets and "hat" in methods
+    for seed in chosen(HAT_SGD["seeds"]) if hat_sgd else ():
+        yield (f"{HAT_SGD['dataset']} {HAT_SGD['label']}, seed {seed}",
+               run_all_args(HAT_SGD["dataset"], hat_sgd_dir(seed), "hat", seed, PRESET, tasks_text,
+                            "--hat_optimizer=sgd"), None)
 
 
 def selection_experiments(datasets, methods, chosen, parts):
@@ -274,6 +307,22 @@ def share_stages(source, destination, names=None):
 
 def method_runs(dataset, method):
     return [run_dir(dataset, s) for s in seeds_of(dataset, method)]
+
+
+def runs_of(dataset, method):
+    """Every run of `method` at the main settings: the main runs, then their repeats on a second machine."""
+    spec = RERUN.get(dataset, {})
+    repeats = [rerun_dir(dataset, s) for s in spec["seeds"]] if method in spec.get("methods", ()) else []
+    return method_runs(dataset, method) + repeats
+
+
+def method_rows(dataset):
+    """(label, run folders, method) of every row of the quality and forgetting tables: each method's runs
+    at the main settings, HAT with its release's SGD, then the shared-protocol runs."""
+    rows = [(LABELS[m], runs_of(dataset, m), m) for m in METHODS]
+    if dataset == HAT_SGD["dataset"] and "hat" in METHODS:
+        rows.append((HAT_SGD["label"], [hat_sgd_dir(s) for s in HAT_SGD["seeds"]], "hat"))
+    return rows + shared_protocol_rows(dataset)
 
 
 def extension_choices(dataset):

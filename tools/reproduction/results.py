@@ -33,10 +33,64 @@ def numbers_of(dataset):
     return run_all.parse_tasks(plan.DATASETS[dataset]["tasks"])
 
 
-def collect(directories, method, number):
-    """Results of a task's own stage, one per run directory that finished it."""
-    found = [load_json(archived(d) / f"{own_stage(method, number)}.json") for d in directories]
+def final_stage(method, number, last):
+    """The stage whose model answers task `number` once the method has learned its `last` task: the
+    last stage's for a method with one model (run_all.ONE_MODEL), the task's own for the others."""
+    return own_stage(method, last if method in run_all.ONE_MODEL else number)
+
+
+def collect(directories, method, number, last=None):
+    """Results of task `number`, one per run directory that has them: at its own stage, or, given the
+    data set's `last` task, with the method's model after it (final_stage: the field's reading)."""
+    own = own_stage(method, number)
+    name = own if last is None else final_stage(method, number, last)
+    found = [load_json(archived(d) / (f"{own}.json" if name == own else f"eval_t{number}_{name}.json"))
+             for d in directories]
     return [r for r in found if r]
+
+
+def machine(result):
+    """The kind of machine a result was computed on, shortly: "AMD EPYC", "Intel Xeon" ("unknown"
+    where the results file does not record it)."""
+    settings = result.get("eval_settings") or {}
+    device = (json.loads(settings) if isinstance(settings, str) else settings).get("device")
+    if not device:
+        return "unknown"
+    name = device.split(",")[0].removeprefix("CPU ").replace("(R)", "").replace(" Processor", "")
+    return " ".join(name.split())
+
+
+def by_machine(results):
+    """{machine: the results computed on it}, in the order first seen."""
+    found = {}
+    for result in results:
+        found.setdefault(machine(result), []).append(result)
+    return found
+
+
+def machine_gap(pairs, metric):
+    """The largest difference in `metric` between one seed's run on one machine and on another:
+    `pairs` is [(results of a run, results of the same run repeated elsewhere)]; None without one."""
+    gaps = [abs(a[metric] - b[metric]) for a, b in pairs if machine(a) != machine(b)]
+    return max(gaps) if gaps else None
+
+
+def judge(mine, theirs, metric, gap=None):
+    """compare() on one machine where both sides have two seeds or more on it (the one giving the more),
+    else between each side's largest group, across machines with the spread widened by `gap`
+    (machine_gap; None: not judged). Returns (verdict, difference, noise, where: the machine, or
+    "A vs B, ...")."""
+    a, b = by_machine(mine), by_machine(theirs)
+    common = [m for m in a if m in b and min(len(a[m]), len(b[m])) > 1]
+    if common:
+        where = max(common, key=lambda m: min(len(a[m]), len(b[m])))
+        return (*compare(a[where], b[where], metric), where)
+    x, y = max(a, key=lambda m: len(a[m])), max(b, key=lambda m: len(b[m]))
+    if x == y:
+        return (*compare(a[x], b[y], metric), x)
+    if gap is None:
+        return "two machines", spread(a[x], metric)[0] - spread(b[y], metric)[0], float("nan"), f"{x} vs {y}"
+    return (*compare(a[x], b[y], metric, gap), f"{x} vs {y}, the spread widened by their gap {gap:.4f}")
 
 
 def values(results, metric):
@@ -116,12 +170,12 @@ def zero_forgetting_line(directories, label):
             f"({plural(len(tables), 'run')}, every stage)."]
 
 
-def compare(mine, theirs, metric):
+def compare(mine, theirs, metric, widen=0.0):
     """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
-    than the two standard deviations together. With one seed on either side there is no spread to
-    judge by: 'one seed'."""
+    than the two standard deviations together (plus `widen`: two machines' gap). With one seed on
+    either side there is no spread to judge by: 'one seed'."""
     a, b = spread(mine, metric), spread(theirs, metric)
-    difference, noise = a[0] - b[0], a[1] + b[1]
+    difference, noise = a[0] - b[0], a[1] + b[1] + widen
     if min(a[2], b[2]) < 2:
         return "one seed", difference, noise
     verdict = "better" if difference > noise else "worse" if -difference > noise else "tie"

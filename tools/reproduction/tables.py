@@ -4,37 +4,49 @@ import numpy as np
 
 import run_all
 import tasks
-from tools.reproduction import plan
+from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
-from tools.reproduction.results import (architecture_text, baseline_mean, baselines, collect, compare,
-                                        counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, load_json,
+from tools.reproduction.results import (architecture_text, baseline_mean, baselines, by_machine, collect,
+                                        counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, judge,
+                                        load_json, machine,
                                         metrics_of, numbers_of, place, selection_text, setting_results, spread,
                                         stage_order, stage_results, t1_config)
 
 
-def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing=""):
-    """A table row of the `part` ("trivial" or "strong") baselines of tasks `numbers`: metrics(k) per cell."""
+def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing="", blank=0):
+    """A table row of the `part` ("trivial" or "strong") baselines of tasks `numbers`: metrics(k) per cell,
+    after `blank` empty columns."""
     names = ", ".join(dict.fromkeys(found[k][f"{part}_name"] for k in numbers if k in found))
-    return (f"| {label} ({names}) | " + " | ".join(
+    return (f"| {label} ({names}) | " + "| " * blank + " | ".join(
         " / ".join(f"{found[k][part][m]:.4f}" for m in metrics(k)) if k in found else "n/a" for k in numbers)
         + f" |{trailing}")
 
 
-def quality_table(dataset):
+def machine_groups(per_task):
+    """{machine: [each task's results computed on it]} of a row's results per task."""
+    machines = dict.fromkeys(machine(r) for results in per_task for r in results)
+    return {m: [[r for r in results if machine(r) == m] for results in per_task] for m in machines}
+
+
+def quality_table(dataset, final=True, rows=None, metrics=metrics_of):
+    """Each row's results per task (mean ± std over seeds; `rows`: (label, run folders, method), by
+    default every method's, plan.method_rows), one line per row and machine: with the method's model
+    after the last task (`final`: how continual learning reads a learner), or at each task's own stage.
+    A method with a model per task answers with it either way. `metrics(k)`: task k's columns."""
     numbers = numbers_of(dataset)
-    lines = ["| method | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics_of(k))}" for k in numbers)
-             + " |", "|---|" + "---|" * len(numbers)]
-    rows = [(plan.LABELS[m], method_runs(dataset, m), m, True) for m in plan.METHODS]
-    rows += [(*row, False) for row in plan.shared_protocol_rows(dataset)]
-    for label, directories, method, always in rows:
-        results = [collect(directories, method, k) for k in numbers]
-        if always or any(results):
-            lines.append(f"| {label} | " + " | ".join(counted_cell(r, metrics_of(k)) for r, k in zip(results, numbers))
-                         + " |")
+    lines = ["| method | machine | " + " | ".join(f"T{k} {tasks.task(k).name} {'/'.join(metrics(k))}"
+                                                for k in numbers) + " |", "|---|---|" + "---|" * len(numbers)]
+    for label, directories, method in rows or plan.method_rows(dataset):
+        groups = machine_groups([collect(directories, method, k, numbers[-1] if final else None) for k in numbers])
+        for where, per_task in groups.items():
+            lines.append(f"| {label} | {where} | " + " | ".join(counted_cell(r, metrics(k))
+                                                               for r, k in zip(per_task, numbers)) + " |")
+        if not groups and label in plan.LABELS.values():
+            lines.append(f"| {label} | | " + " | ".join("n/a" for _ in numbers) + " |")
     found = baselines(dataset)
     if found:
-        lines.append(baseline_row(found, numbers, metrics_of, "trivial", "popularity / majority"))
-        lines.append(baseline_row(found, numbers, metrics_of))
+        lines.append(baseline_row(found, numbers, metrics, "trivial", "popularity / majority", blank=1))
+        lines.append(baseline_row(found, numbers, metrics, blank=1))
     return lines
 
 
@@ -122,48 +134,11 @@ def claim_lines(dataset):
                     above.append(f"T{k} {metric} {side} ({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs "
                                  f"{best:.4f}, n={n})")
             if above:
-                lines.append(f"- {plan.LABELS[method]} against the better of the two simple baselines (mean ± std "
-                             "over "
-                             f"seeds against the baseline): {', '.join(above)}.")
-    later = [k for k in numbers_of(dataset) if k > 1]
-    others = ("sinmo", "finall", "peterrec", "finesmax", "sinmoall", "hat", "teracon")
-    for other in (m for m in others if m in plan.METHODS):
-        verdicts = []
-        for k in later:
-            mine = collect(method_runs(dataset, "conure"), "conure", k)
-            theirs = collect(method_runs(dataset, other), other, k)
-            if mine and theirs:
-                verdict, difference, noise = compare(mine, theirs, run_all.main_metric(k))
-                verdicts.append((k, verdict, difference, noise))
-        if verdicts:
-            tally = {v: sum(1 for _, x, _, _ in verdicts if x == v) for v in ("better", "tie", "worse", "one seed")}
-            detail = ", ".join(f"T{k} {d:+.4f} ({'one seed' if v == 'one seed' else f'spread {n:.4f}'})"
-                               for k, v, d, n in verdicts)
-            lines.append(f"- Conure vs {plan.LABELS[other]} on the later tasks: better on {tally['better']}, within the "
-                         "spread "
-                         f"on {tally['tie']}, worse on {tally['worse']}"
-                         + (f", not judged on {tally['one seed']} (one seed on a side)" if tally["one seed"] else "")
-                         + f" ({detail}).")
-    return lines + teracon_claim_lines(dataset, later)
-
-
-def teracon_claim_lines(dataset, later):
-    """TERACON's claim, that it beats Conure on the later tasks, judged with the spread over seeds."""
-    verdicts = []
-    for k in later:
-        mine = collect(method_runs(dataset, "teracon"), "teracon", k)
-        theirs = collect(method_runs(dataset, "conure"), "conure", k)
-        if mine and theirs:
-            verdicts.append((k, *compare(mine, theirs, run_all.main_metric(k))))
-    if not verdicts:
-        return []
-    better = [f"T{k}" for k, v, _, _ in verdicts if v == "better"]
-    judged = [k for k, v, _, _ in verdicts if v != "one seed"]
-    holds = ("is not judged yet (one seed on a side)" if not judged else "holds here" if len(better) == len(judged)
-             else "holds on part of them here" if better else "does not hold here")
-    return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds}: better beyond the spread "
-            f"on {', '.join(better) or 'no task'} of {len(judged)} judged "
-            f"({', '.join(f'T{k} {d:+.4f} vs spread {n:.4f}' for k, v, d, n in verdicts)})."]
+                where = ", ".join(by_machine(collect(method_runs(dataset, method), method, 1)))
+                lines.append(f"- {plan.LABELS[method]} ({where}) against the better of the two simple baselines (mean "
+                             f"± std over seeds against the baseline): {', '.join(above)}.")
+    return lines + verdicts.conure_lines(dataset) + verdicts.teracon_claim_lines(dataset) + \
+        verdicts.hat_optimizer_lines(dataset)
 
 
 def heads_table():
@@ -189,43 +164,55 @@ def heads_table():
     return lines
 
 
-def item_loss_table():
-    """Conure's T1-T3 with each item-task loss (the same T1 per seed), beside TERACON's runs."""
+def item_loss_rows():
+    """(label, run folders, method, last task) of the item-loss comparison: Conure's runs of T1-T3 with
+    each loss (the same T1 per seed; Conure's answers after T3 are its own), and TERACON's main runs read
+    with its final model."""
     spec = plan.ITEM_LOSS
-    dataset, numbers = spec["dataset"], run_all.parse_tasks(spec["tasks"])
     labels = {"bpr": "Conure, BPR with one negative (the release, the preset)",
               "softmax": "Conure, full softmax (TERACON's loss)"}
-    rows = [(labels[loss], [plan.item_loss_dir(loss, s) for s in spec["seeds"]], "conure") for loss in spec["losses"]]
-    rows.append(("TERACON, as its code trains it", method_runs(dataset, "teracon"), "teracon"))
-    lines = ["| run | " + " | ".join(f"T{k} {tasks.task(k).name} MRR@5 / HR@5" for k in numbers) + " |",
-             "|---|" + "---|" * len(numbers)]
-    for label, directories, method in rows:
-        cells = [counted_cell(collect(directories, method, k), ["MRR@5", "HR@5"]) for k in numbers]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows = [(labels[loss], [plan.item_loss_dir(loss, s) for s in spec["seeds"]], "conure", None)
+            for loss in spec["losses"]]
+    last = numbers_of(spec["dataset"])[-1]
+    return rows + [(f"TERACON, as its code trains it, after T{last}", method_runs(spec["dataset"], "teracon"),
+                    "teracon", last)]
+
+
+def item_loss_table():
+    """Conure's T1-T3 with each item-task loss beside TERACON's final model, with the machine of each."""
+    spec = plan.ITEM_LOSS
+    dataset, numbers = spec["dataset"], run_all.parse_tasks(spec["tasks"])
+    lines = ["| run | machine | " + " | ".join(f"T{k} {tasks.task(k).name} MRR@5 / HR@5" for k in numbers) + " |",
+             "|---|---|" + "---|" * len(numbers)]
+    for label, directories, method, last in item_loss_rows():
+        found = [collect(directories, method, k, last) for k in numbers]
+        where = ", ".join(dict.fromkeys(machine(r) for results in found for r in results))
+        lines.append(f"| {label} | {where} | " + " | ".join(counted_cell(r, ["MRR@5", "HR@5"]) for r in found) + " |")
     found = baselines(dataset)
     if found:
-        lines.append(baseline_row(found, numbers, lambda k: ["MRR@5", "HR@5"]))
+        lines.append(baseline_row(found, numbers, lambda k: ["MRR@5", "HR@5"], blank=1))
     return lines
 
 
 def item_loss_verdicts():
-    """Conure with the full softmax against Conure with BPR and against TERACON on the later item
-    tasks, a difference counted only beyond the spread over seeds."""
+    """Conure with the full softmax against Conure with BPR and against TERACON's final model on the
+    later item tasks, a difference counted only beyond the spread over seeds (on one kind of machine)."""
     spec = plan.ITEM_LOSS
-    dataset, later = spec["dataset"], [k for k in run_all.parse_tasks(spec["tasks"]) if k > 1]
-    softmax = [plan.item_loss_dir("softmax", s) for s in spec["seeds"]]
+    later = [k for k in run_all.parse_tasks(spec["tasks"]) if k > 1]
+    softmax, bpr = ([plan.item_loss_dir(loss, s) for s in spec["seeds"]] for loss in ("softmax", "bpr"))
     lines = []
-    for label, directories, method in (("Conure with BPR", [plan.item_loss_dir("bpr", s) for s in spec["seeds"]],
-                                        "conure"), ("TERACON", method_runs(dataset, "teracon"), "teracon")):
-        verdicts = []
+    for label, directories, method, last in (("Conure with BPR", bpr, "conure", None),
+                                             ("TERACON", *item_loss_rows()[-1][1:])):
+        found = []
         for k in later:
-            mine, theirs = collect(softmax, "conure", k), collect(directories, method, k)
+            mine, theirs = collect(softmax, "conure", k), collect(directories, method, k, last)
             if mine and theirs:
-                verdict, difference, noise = compare(mine, theirs, run_all.main_metric(k))
-                verdicts.append(f"T{k} {difference:+.4f} (one seed)" if verdict == "one seed" else
-                                f"T{k} {difference:+.4f} vs spread {noise:.4f}: {verdict.replace('tie', 'level')}")
-        if verdicts:
-            lines.append(f"- Conure with the full softmax against {label} (HR@5): {'; '.join(verdicts)}.")
+                verdict, difference, noise, where = judge(mine, theirs, run_all.main_metric(k))
+                found.append(f"T{k} {difference:+.4f} ({verdict}; {where})" if verdict in ("one seed", "two machines")
+                             else f"T{k} {difference:+.4f} vs spread {noise:.4f}: {verdict.replace('tie', 'level')} "
+                                  f"({where})")
+        if found:
+            lines.append(f"- Conure with the full softmax against {label} (HR@5): {'; '.join(found)}.")
     return lines
 
 
