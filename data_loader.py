@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+import checkpoint
+import tasks
 from checkpoint import write_json
 
 PAD_TOKEN = "0"            # padding token in files
@@ -804,3 +806,30 @@ def check_labels(path, data, train_counts, order):
                         line=int(data.example_line[first]) + 1)
     if len(order) < 2:
         raise DataError(path, f"a classification task needs at least two labels, found {len(order)}")
+
+
+# ----------------------------------------------------------------------------- a stage's data
+
+def task_file(config, number):
+    return Path(config["data_dir"]) / tasks.task(number).file
+
+
+def load_task_data(number, config, vocab=None, t1_data=None):
+    """Split data of task `number`; T1 builds the vocabulary (from `t1_data`, T1's file already
+    read, if given), later tasks encode with `vocab`."""
+    path, valid = task_file(config, number), config.get("valid", 0.0)
+    share = config.get("train_share") or 1.0
+    if number == 1:
+        return T1Task(read_t1(path) if t1_data is None else t1_data, config["split_seed"], config["holdout"], path,
+                      valid, config.get("valid_positions", 1), config.get("min_item_count") or 0, share)
+    return TransferTask(read_transfer(path, vocab), tasks.task(number).kind, config["split_seed"], config["holdout"],
+                        path, valid, share)
+
+
+def fingerprints(config, number):
+    """SHA-256 of the T1 file and of task `number`'s file: the data a checkpoint belongs to."""
+    for path in (task_file(config, 1), task_file(config, number)):
+        if not path.is_file():
+            raise DataError(path, "file not found")
+    return {"t1_sha256": checkpoint.file_sha256(task_file(config, 1)),
+            "task_sha256": checkpoint.file_sha256(task_file(config, number))}

@@ -16,16 +16,99 @@ it exits 1 and names the first parameter that differs. It holds on any machine.
 """
 import argparse
 import sys
+import weakref
 from pathlib import Path
 
+import numpy as np
+
+import assembly
 import checkpoint
 import data_loader
 import fit
+import methods
+import metrics
 import paths
 import proof
 import pruning
-import stage
+import settings
 import tasks
+import trainer
+import keras  # noqa: E402  (after trainer, which quiets TensorFlow's logging)
+
+_compiled = weakref.WeakKeyDictionary()
+
+
+def compiled_method(model, key, fn):
+    """trainer.compiled(fn) for `model`, traced once per model and key."""
+    cache = _compiled.setdefault(model, {})
+    if key not in cache:
+        cache[key] = trainer.compiled(fn, model.variables)
+    return cache[key]
+
+
+def blocked(fn):
+    """`fn` mapped over blocks of settings.EVAL_BLOCK rows. Matmul kernels pick their summation order by
+    shape, so a row's scores could depend on how many rows share its batch; in fixed blocks every
+    row is computed with the same shapes, and eval_batch_size (a multiple of the block) is only
+    a memory and speed setting."""
+    def run(*arrays):
+        blocks = tuple(keras.ops.reshape(a, (-1, settings.EVAL_BLOCK, *a.shape[1:])) for a in arrays)
+        out = keras.ops.map(lambda block: fn(*block), blocks)
+        return keras.tree.map_structure(lambda o: keras.ops.reshape(o, (-1, *o.shape[2:])), out)
+    return run
+
+
+def eval_settings(config, item_chunked):
+    """Everything that changes the evaluated floats: score hashes compare only under equal settings."""
+    return {"eval_block": settings.EVAL_BLOCK, "eval_batch_size": config["eval_batch_size"],
+            "eval_mode": "item-chunked ranks" if item_chunked else "score matrix",
+            "eval_chunk": config["eval_chunk"] if item_chunked else None,
+            "precision": config["precision"], **trainer.numerics()}
+
+
+def score(model, number, data, config, phase="infer", part="test"):
+    """Metrics of task `number` on the held-out examples (or the validation slice: part="valid"),
+    capped if eval_cap, plus scores_sha256 and the settings it was computed under (`eval_settings`).
+
+    Item tasks with more than `eval_chunk` targets are ranked on the device, item chunk by item
+    chunk, without the score matrix; their scores_sha256 then covers the ranks, the top 5 and the
+    true scores. Otherwise it is the SHA-256 of the whole held-out score matrix."""
+    tokens, truth = data.inputs(part)
+    n_part = len(truth)
+    if config["eval_cap"]:
+        tokens, truth = tokens[: config["eval_cap"]], truth[: config["eval_cap"]]
+    chunk = config["eval_chunk"]
+    item_chunked = data.kind != "class" and 0 < chunk < data.n_targets
+    if item_chunked:
+        excluded = data.excluded_targets
+        run = compiled_method(model, ("ranks", number, phase, chunk), blocked(lambda t, y: model.task_ranks(
+            t, y, number, phase, chunk, excluded)))
+    else:
+        run = compiled_method(model, ("scores", number, phase), blocked(lambda t: model.task_scores(t, number, phase)))
+    hasher = metrics.ScoreHasher()
+    ranks, class_scores = [], []
+    size = config["eval_batch_size"]
+    for start in range(0, len(tokens), size):
+        rows, rows_truth = tokens[start:start + size], truth[start:start + size]
+        if item_chunked:
+            outputs = run(data_loader.pad_rows(rows, size), data_loader.pad_rows(rows_truth, size))
+            batch_ranks, top, true_scores = (o[: len(rows)] for o in outputs)
+            for part in (batch_ranks, top, true_scores):
+                hasher.update(part)
+            ranks.append(batch_ranks)
+            continue
+        scores = run(data_loader.pad_rows(rows, size))[: len(rows)]
+        hasher.update(scores)
+        if data.kind == "class":
+            class_scores.append(scores)
+        else:
+            ranks.append(metrics.ranks_of(scores, rows_truth, data.excluded_targets))
+    if data.kind == "class":
+        result = metrics.classification_metrics(np.concatenate(class_scores), truth, seed=config["seed"])
+    else:
+        result = metrics.ranking_metrics(np.concatenate(ranks) if ranks else np.zeros(0))
+    return {**result, "n_eval": int(len(truth)), "eval_capped": len(truth) < n_part,
+            "scores_sha256": hasher.hexdigest(), "eval_settings": eval_settings(config, item_chunked)}
 
 
 def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=None,
@@ -33,36 +116,36 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them.
     Evaluation settings default to the checkpoint's. `data`: the task's split data, if the caller
     already loaded it with this chain's vocabulary."""
-    phase, _ = stage.parse_stage(stage_name)
+    phase, _ = methods.parse_stage(stage_name)
     if stage_name == f"tp_t{number}":
-        raise stage.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
-                                f"use ret_t{number} or a later stage")
+        raise settings.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
+                                   f"use ret_t{number} or a later stage")
     paths.input_dir(data_dir, "data_dir")
     result_path = paths.replaceable(Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json", "out_dir",
                                     "a results file", Path.is_file)
     directory = Path(out_dir) / "Models" / stage_name
-    model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(stage_name))
-    entry = stage.chain_entry(manifest, number)
+    model, manifest, vocab, _, _ = assembly.restore(directory, methods.script_for(stage_name))
+    entry = assembly.chain_entry(manifest, number)
     config = {**manifest["config"], "data_dir": data_dir, "eval_cap": eval_cap,
               "eval_batch_size": eval_batch_size or manifest["config"]["eval_batch_size"]}
-    stage.validate(config)
-    prints = stage.fingerprints(config, number)
+    settings.validate(config)
+    prints = data_loader.fingerprints(config, number)
     if prints["t1_sha256"] != manifest["t1_sha256"] or prints["task_sha256"] != entry["sha256"]:
         raise checkpoint.CheckpointError(
             f"checkpoint {stage_name} was trained on other data than {data_dir}: pass the data_dir it used")
-    data = data or stage.load_task_data(number, config, vocab)
+    data = data or data_loader.load_task_data(number, config, vocab)
     result = {"task": number, "task_name": entry["name"], "stage": stage_name,
-              **stage.evaluate(model, number, data, config, stage.RULES[phase].eval_view)}
+              **score(model, number, data, config, methods.RULES[phase].eval_view)}
     checkpoint.write_json(result, result_path)
     return result
 
 
 def prove_task(number, stage_name, out_dir="Data", reference=None):
     """The weight-level proof for task `number` between its own checkpoint and `stage_name`."""
-    stage.parse_stage(stage_name)
+    methods.parse_stage(stage_name)
     reference = reference or proof.own_stage(stage_name, number)
-    stage.chain_entry(checkpoint.read_manifest(Path(out_dir) / "Models" / stage_name, stage.script_for(stage_name)),
-                      number)
+    assembly.chain_entry(checkpoint.read_manifest(Path(out_dir) / "Models" / stage_name,
+                                                  methods.script_for(stage_name)), number)
     return proof.prove_stage(number, stage_name, Path(out_dir) / "Models", reference)
 
 
@@ -71,8 +154,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", type=int, required=True, help="task number K (1..%d)" % len(tasks.TASKS))
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t4")
-    parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
-    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
+    parser.add_argument("--data_dir", default=settings.DEFAULTS["data_dir"])
+    parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"])
     parser.add_argument("--eval_cap", type=int, default=0, help="at most this many held-out examples (0: all)")
     parser.add_argument("--eval_batch_size", type=int, default=None, help="default: the checkpoint's")
     parser.add_argument("--proof", action="store_true", help="compare the weights task K reads, bit for bit")
@@ -90,7 +173,7 @@ def main(argv=None):
         else:
             result = evaluate_task(args.task, args.stage, args.data_dir, args.out_dir, args.eval_cap,
                                    args.eval_batch_size)
-    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError,
+    except (settings.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError,
             pruning.OwnershipError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

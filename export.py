@@ -26,9 +26,10 @@ from pathlib import Path  # noqa: E402
 
 import checkpoint  # noqa: E402
 import data_loader  # noqa: E402
+import methods  # noqa: E402
 import paths  # noqa: E402
 import predict  # noqa: E402
-import stage  # noqa: E402
+import settings  # noqa: E402
 import trainer  # noqa: E402
 import keras  # noqa: E402
 
@@ -36,7 +37,7 @@ import keras  # noqa: E402
 def export(served, export_dir, k=10):
     """Write `served` (predict.load) to `export_dir` as a SavedModel; returns its manifest."""
     if trainer.backend() != "tensorflow":
-        raise stage.ConfigError("a SavedModel needs the TensorFlow backend: run python export.py, which uses it")
+        raise settings.ConfigError("a SavedModel needs the TensorFlow backend: run python export.py, which uses it")
     import tensorflow as tf
 
     # "0" -> PAD, unknown -> UNK, items from 2; the T1 vocabulary keeps 2 for SEP, its items start at 3.
@@ -90,7 +91,7 @@ def build_parser():
     parser.add_argument("--tasks", help="tasks to export, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
-    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"], help="folder holding Models/")
+    parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"], help="folder holding Models/")
     return parser
 
 
@@ -99,14 +100,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.k < 1:
-            raise stage.ConfigError(f"--k={args.k}: must be an integer >= 1")
+            raise settings.ConfigError(f"--k={args.k}: must be an integer >= 1")
         numbers = predict.parse_task_list(args.tasks) if args.tasks else None
-        stage.parse_stage(args.stage)
+        methods.parse_stage(args.stage)
         paths.replaceable(args.export_dir, "--export_dir", "an export", paths.manifest_folder("signatures"))
         paths.output_dir(args.export_dir, "--export_dir")  # a folder: a new one is not named like a file
         served = predict.load(Path(args.out_dir) / "Models" / args.stage, numbers)
         manifest = export(served, args.export_dir, args.k)
-    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
+    except (settings.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"{args.stage}: signatures {', '.join(manifest['signatures'])} (k={args.k}) in {args.export_dir}, "

@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 import gates
+import objective as objectives
 
 LEARNING_RATE = 0.05  # HAT's src/approaches/hat.py: lr of its SGD
 CLIP_NORM = 10000.0   # ... clipgrad: the global gradient norm is clipped to this before the step
@@ -47,7 +48,9 @@ class GateUpdate:
         return compensated(value, grad, ops.cast(batch["s"], value.dtype), self.smax)
 
     def apply(self, value, grad, batch=None):
-        rate = ops.cast(batch["learning_rate"], value.dtype) if batch and "learning_rate" in batch else self.learning_rate
+        rate = self.learning_rate
+        if batch and "learning_rate" in batch:
+            rate = ops.cast(batch["learning_rate"], value.dtype)
         return ops.clip(value - rate * grad, -self.limit, self.limit)
 
 
@@ -79,3 +82,16 @@ def update_scales(model, cumulative):
         return {}
     return {id(conv.kernel): (1.0 - cumulative[l]).astype(np.float32)[None, None, :]
             for l, conv in enumerate(model.backbone.convs)}
+
+
+def objective(run):
+    """A HAT stage's objective (objective.py): the task's loss plus c times the regulariser against the
+    earlier tasks' gates, the kernels' updates scaled by 1 - those gates, and the gate embedding on
+    GateUpdate after a global-norm clip."""
+    model, number, config = run.model, run.number, run.config
+    cumulative = cumulative_gates(model, number, config["smax"])
+    task_loss = objectives.task_loss(run)
+    return objectives.Objective(
+        lambda batch: task_loss(batch) + config["hat_c"] * regulariser(model, number, batch["s"], cumulative),
+        objectives.batch_extras(run), {**update_scales(model, cumulative), **objectives.shared_scales(run)},
+        side_rules(model, number, config["smax"]), CLIP_NORM, at_inference={"s": np.float32(config["smax"])})

@@ -33,12 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+import assembly
 import checkpoint
 import data_loader
+import evaluate
+import methods
 import paths
-import stage
+import settings
 import tasks
-import keras  # noqa: E402  (after stage, which quiets TensorFlow's logging)
+from wording import plural
+import keras  # noqa: E402  (after the modules above, whose trainer quiets TensorFlow's logging)
 from keras import ops
 
 RESERVED_NAMES = ("<pad>", "<unk>", "<sep>")  # ids 0-2 of the T1 vocabulary, never an answer
@@ -96,23 +100,23 @@ def parse_task_list(text):
             first, _, last = part.partition("-")
             numbers.update(range(int(first), int(last or first) + 1))
     except ValueError:
-        raise stage.ConfigError(f"--tasks={text}: expected a range like 1-6 or a list like 1,2,4") from None
+        raise settings.ConfigError(f"--tasks={text}: expected a range like 1-6 or a list like 1,2,4") from None
     for number in numbers:
         try:
             tasks.task(number)
         except KeyError as e:
-            raise stage.ConfigError(f"--tasks={text}: {e.args[0]}") from None
+            raise settings.ConfigError(f"--tasks={text}: {e.args[0]}") from None
     return sorted(numbers)
 
 
 def answerable(manifest):
     """Task numbers a checkpoint can answer for, and the reason it cannot answer the others."""
-    phase, number = stage.parse_stage(manifest["stage"])
+    phase, number = methods.parse_stage(manifest["stage"])
     held = [entry["task"] for entry in manifest["tasks"]]
     if phase == "tp":
         return [n for n in held if n != number], (
             f"holds T{number} pruned but not retrained: use ret_t{number} or a later stage")
-    if phase == "ret" or stage.RULES[phase].gates:
+    if phase == "ret" or methods.RULES[phase].gates:
         return held, f"holds T{held[0]}-T{held[-1]}: a later task needs its own stage"
     return [number], f"is a {phase} model of T{number} alone"
 
@@ -120,21 +124,21 @@ def answerable(manifest):
 def load(directory, numbers=None):
     """The checkpoint in `directory`, serving `numbers` (default: every task it can answer for)."""
     directory = Path(directory)
-    model, manifest, vocab, targets, _ = stage.restore(directory, stage.script_for(directory.name))
+    model, manifest, vocab, targets, _ = assembly.restore(directory, methods.script_for(directory.name))
     can, reason = answerable(manifest)
     for number in numbers or can:
         if number not in can:
-            raise stage.ConfigError(f"checkpoint {manifest['stage']} {reason}; it cannot answer T{number}")
+            raise settings.ConfigError(f"checkpoint {manifest['stage']} {reason}; it cannot answer T{number}")
     if not (numbers or can):
-        raise stage.ConfigError(f"checkpoint {manifest['stage']} {reason}")
+        raise settings.ConfigError(f"checkpoint {manifest['stage']} {reason}")
     served = []
     for number in numbers or can:
-        entry = stage.chain_entry(manifest, number)
+        entry = assembly.chain_entry(manifest, number)
         if entry["name"] != tasks.task(number).name:
             raise checkpoint.CheckpointError(f"checkpoint {manifest['stage']} has T{number} = {entry['name']}, "
                                              f"tasks.py says {tasks.task(number).name}")
         served.append((number, entry["name"], entry["kind"]))
-    view = stage.RULES[stage.parse_stage(manifest["stage"])[0]].eval_view
+    view = methods.RULES[methods.parse_stage(manifest["stage"])[0]].eval_view
     return Served(model, vocab, targets, served, view, manifest["stage"])
 
 
@@ -171,7 +175,7 @@ class Predictor:
 
     def _run(self, number, kind, depth):
         model, view = self.served.model, self.served.view
-        return stage.compiled_method(model, ("predict", number, view, depth), lambda ids: task_outputs(
+        return evaluate.compiled_method(model, ("predict", number, view, depth), lambda ids: task_outputs(
             model, ids, number, kind, view, depth))
 
     def answer(self, ids):
@@ -307,10 +311,6 @@ class Parquet(Writer):
 WRITERS = {"jsonl": JsonLines, "csv": Csv, "parquet": Parquet}
 
 
-def plural(n, word):
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
 def count_lines(path):
     with open(path, "rb") as f:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
@@ -322,10 +322,10 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
     fmt = paths.output_format(out_path, "--out", FORMATS, fmt)
     for name, value in (("k", k), ("length", length), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
-            raise stage.ConfigError(f"--{name}={value}: must be an integer >= 1")
+            raise settings.ConfigError(f"--{name}={value}: must be an integer >= 1")
     paths.input_file(input_path, "--input")
     if Path(out_path).resolve() == Path(input_path).resolve():
-        raise stage.ConfigError(f"--out={out_path} is the input file")
+        raise settings.ConfigError(f"--out={out_path} is the input file")
     paths.replaceable(out_path, "--out", "a predictions file", is_predictions)
     started = time.time()
     return write_answers(load(directory, numbers), input_path, out_path, k, exclude_seen, length, batch_size, fmt,
@@ -377,9 +377,9 @@ def build_parser():
                                         "answers for)")
     parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
     parser.add_argument("--exclude_seen", action="store_true", help="leave the user's own items out of T1's list")
-    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"], help="folder holding Models/")
+    parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"], help="folder holding Models/")
     parser.add_argument("--length", type=int, default=100, help="tokens per user (default 100, TTL's lines)")
-    parser.add_argument("--batch_size", type=int, default=stage.DEFAULTS["eval_batch_size"])
+    parser.add_argument("--batch_size", type=int, default=settings.DEFAULTS["eval_batch_size"])
     parser.add_argument("--format", choices=FORMATS, help="jsonl, csv or parquet (default: the one the suffix "
                                                           "of --out names)")
     return parser
@@ -390,10 +390,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         numbers = parse_task_list(args.tasks) if args.tasks else None
-        stage.parse_stage(args.stage)
+        methods.parse_stage(args.stage)
         return predict_file(Path(args.out_dir) / "Models" / args.stage, args.input, args.out, numbers, args.k,
                             args.exclude_seen, args.length, args.batch_size, args.format, sys.stdout.isatty())
-    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
+    except (settings.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -15,7 +15,8 @@
 import checkpoint
 import data_loader
 import hat
-import stage
+import methods
+import settings
 import tasks
 
 PRESETS = ("quick", "paper", "converged")
@@ -56,6 +57,7 @@ EXTENSION_STAGES = {"embedding": (("tp",), 1, None), "embedding_prune_ratio": ((
 TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/training.md, "The converged preset")
     "450512b5d01dbb9614a4f38605821502d0b6299ef0567d8d55d76401d6af0c08": {
         "name": "ML-1M (prepare_data.py movielens, ml-1m)",
+        "dataset": "ml-1m",  # its name in tools/reproduction/plan.py
         "architecture": {"channels": 256, "dilations": [1, 4]},
         "t1": {"valid_positions": 20},
         "later": {"learning_rate": 3e-4},
@@ -67,9 +69,11 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/tr
     },
     "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
         "name": "the TTL sample (10,000 users)",
+        "dataset": "ttl-sample",
         "t1": {"patience": 2, "valid_positions": 20},
         # the extension's settings, chosen one at a time on seed 0's validation slice (docs/extension.md)
-        "extension": {"embedding": "delta", "pooling": "attention", "task_dropout": 0.0, "shared_lr_scale": 1.0},
+        "extension": {"embedding": "delta", "pooling": "attention", "task_dropout": 0.0, "shared_lr_scale": 1.0,
+                      "item_loss": "softmax"},
     },
 }
 
@@ -78,7 +82,7 @@ class DataSettings:
     """What a preset needs to know of a data set: its T1 file's SHA-256 and vocabulary size."""
 
     def __init__(self, data_dir):
-        path = stage.task_file({"data_dir": data_dir}, 1)
+        path = data_loader.task_file({"data_dir": data_dir}, 1)
         self.t1_sha256 = checkpoint.file_sha256(path)
         self.vocab_size = data_loader.read_t1(path).vocab.size
         self.tuned = TUNED.get(self.t1_sha256)
@@ -98,81 +102,94 @@ ITEM_LOSSES = ("bpr", "softmax")  # later item tasks: the release's BPR with one
 HAT_OPTIMIZERS = ("adam", "sgd")  # HAT's stages: the preset's Adam, or its release's SGD schedule (hat.py)
 
 
-def overrides(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None,
-              item_loss=None, hat_optimizer=None):
-    """Settings of stage `name` under `preset` ({} for "paper": the script's block alone); `data`,
-    a DataSettings, is needed by "converged". `chain` (channels, dilations, train_share,
-    min_item_count) sets those of fresh models, over the preset's; `class_loss` sets the loss of
-    classification tasks, `item_loss` that of item tasks after T1; `later_learning_rate` the learning
-    rate of T2 and later tasks (TERACON's T3 on: a tenth of it, LATER_RATE_DIVISOR); `extension`
-    ({setting: value}, or None: off) adds the extension's settings (extension_settings) to Conure's;
-    `hat_optimizer` "sgd" trains HAT's stages as its release does (hat.RELEASED_TRAINING)."""
-    phase, number = stage.parse_stage(name)
-    result = extension_settings(name, data, extension) if extension is not None else {}
+def layers(name, preset, data=None, chain=None, class_loss=None, later_learning_rate=None, extension=None,
+           item_loss=None, hat_optimizer=None):
+    """[(source, {setting: value})] of stage `name` under `preset`, in the order they apply (the last one
+    wins; settings.resolve): the preset's own settings ([] for "paper": the script's block alone; `data`,
+    a DataSettings, is needed by "converged"), then run_all.py's options: `extension` ({setting: value}, or
+    None: off) adds the extension's settings to Conure's; `hat_optimizer` "sgd" trains HAT's stages as its
+    release does (hat.RELEASED_TRAINING); `chain` (channels, dilations, train_share, min_item_count) sets
+    those of fresh models; `class_loss` the loss of classification tasks, `item_loss` that of item tasks
+    after T1; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's T3 on: a tenth of
+    it, LATER_RATE_DIVISOR)."""
+    phase, number = methods.parse_stage(name)
+    kind, fresh = tasks.task(number).kind, phase != "ret" and methods.previous_stage(name) is None
+    found = preset_layers(name, preset, data)
+    if extension is not None:
+        found += extension_layers(name, data, extension)
     if hat_optimizer == "sgd" and phase == "hat":
-        result.update(hat.RELEASED_TRAINING)
-    if chain and phase != "ret" and stage.previous_stage(name) is None:
-        result.update(chain)
-    if class_loss and tasks.task(number).kind == "class":
-        result["full_softmax"] = class_loss == "softmax"
-    if item_loss and number > 1 and tasks.task(number).kind == "item":
-        result["full_softmax"] = item_loss == "softmax"
+        found.append(("run_all.py --hat_optimizer=sgd (hat.RELEASED_TRAINING)", hat.RELEASED_TRAINING))
+    if chain and fresh:
+        found.append(("run_all.py's chain options", chain))
+    if class_loss and kind == "class":
+        found.append((f"run_all.py --class_loss={class_loss}", {"full_softmax": class_loss == "softmax"}))
+    if item_loss and number > 1 and kind == "item":
+        found.append((f"run_all.py --item_loss={item_loss}", {"full_softmax": item_loss == "softmax"}))
     if later_learning_rate and number > 1:
-        result["learning_rate"] = later_learning_rate / (1 if number == 2 else LATER_RATE_DIVISOR.get(phase, 1))
-    return {**preset_settings(name, preset, data), **result}
+        rate = later_learning_rate / (1 if number == 2 else LATER_RATE_DIVISOR.get(phase, 1))
+        found.append((f"run_all.py --later_learning_rate={later_learning_rate:g}", {"learning_rate": rate}))
+    return [(source, values) for source, values in found if values]
 
 
-def preset_settings(name, preset, data):
+def overrides(name, preset, data=None, **options):
+    """The settings `layers` give stage `name`, merged."""
+    return settings.resolve(layers(name, preset, data, **options))[0]
+
+
+def preset_layers(name, preset, data):
+    """The preset's layers of stage `name`: its own settings, the data set's tuned choices over them."""
     if preset == "paper":
-        return {}
-    phase, number = stage.parse_stage(name)
-    if preset == "quick":
-        settings = {"architecture": QUICK_ARCHITECTURE, **QUICK}
-    else:
-        settings = data.converged()
-        if not stage.RULES[phase].linear_heads:  # TERACON's heads take the full softmax whatever the catalogue
-            settings["t1"].setdefault("full_softmax", data.vocab_size <= FULL_SOFTMAX_MAX_ITEMS)
-    result = dict(SELECTION) if preset == "converged" else {}
-    result.update(settings["t1" if number == 1 else "later"])
-    if preset == "converged" and tasks.task(number).kind == "class":
-        result.update(CLASS)
-    if preset == "converged" and number > 1:
-        result.update(successor_settings(phase, number, data))
-    if phase != "ret" and stage.previous_stage(name) is None:
-        result.update(settings["architecture"])
-    if preset == "quick" and phase not in ("tp", "ret"):
-        result["epochs"] *= 2  # a baseline trains one stage as long as Conure's tp and ret together
-    return result
+        return []
+    phase, number = methods.parse_stage(name)
+    part, fresh = "t1" if number == 1 else "later", phase != "ret" and methods.previous_stage(name) is None
+    if preset == "quick":  # a baseline trains one stage as long as Conure's tp and ret together
+        epochs = {} if phase in ("tp", "ret") else {"epochs": 2 * QUICK[part]["epochs"]}
+        return [("preset quick", {**QUICK[part], **epochs, **(QUICK_ARCHITECTURE if fresh else {})})]
+    tuned, source = data.tuned or {}, f"tuned for {data.name} (presets.TUNED)"
+    found = [("preset converged", {**SELECTION, **DEFAULT_CONVERGED[part]}), (source, tuned.get(part, {}))]
+    if number == 1 and not methods.RULES[phase].linear_heads and "full_softmax" not in {**found[0][1], **found[1][1]}:
+        found.append(("preset converged: the vocabulary's size", {
+            "full_softmax": data.vocab_size <= FULL_SOFTMAX_MAX_ITEMS}))  # TERACON's heads take it whatever the size
+    if tasks.task(number).kind == "class":
+        found.append(("preset converged", CLASS))
+    if number > 1:
+        methods_tuned = (tuned.get("methods") or {}).get(phase, {})
+        for where, schedule in (("preset converged: the method's release", SUCCESSORS.get(phase, {})),
+                                (source, methods_tuned)):
+            found.append((where, {**schedule.get("later", {}), **(schedule.get("t2", {}) if number == 2 else {})}))
+    if fresh:
+        found += [("preset converged", DEFAULT_CONVERGED["architecture"]), (source, tuned.get("architecture", {}))]
+    return [(where, values) for where, values in found if values]
 
 
-def successor_settings(method, number, data):
-    """A successor's later-task schedule under the converged preset (SUCCESSORS), with the data
-    set's choices for it on top (TUNED's "methods"); {} for other methods."""
-    found = {}
-    for source in (SUCCESSORS.get(method, {}), ((data.tuned or {}).get("methods") or {}).get(method, {})):
-        found.update(source.get("later", {}))
-        if number == 2:
-            found.update(source.get("t2", {}))
+def extension_layers(name, data=None, given=None):
+    """The extension's layers of Conure stage `name`: EXTENSION, `data`'s choices (TUNED's "extension")
+    and `given` ({setting: value}), each where EXTENSION_STAGES sends it (item_loss: as full_softmax)."""
+    phase, number = methods.parse_stage(name)
+    if phase not in ("tp", "ret"):
+        raise settings.ConfigError(f"--extension: an extension of Conure, not of the {phase} stages")
+    sources = [("the extension's default (presets.EXTENSION)", EXTENSION),
+               (f"tuned for {data.name}: the extension (presets.TUNED)" if data else "",
+                ((data and data.tuned) or {}).get("extension", {})),
+               ("run_all.py --extension=...", given or {})]
+    unknown = {key for _, chosen in sources for key in chosen} - set(EXTENSION_STAGES)
+    if unknown:
+        raise settings.ConfigError(f"--extension: unknown {', '.join(sorted(unknown))} (known: {', '.join(EXTENSION)})")
+    item_loss = {**EXTENSION, **sources[1][1], **sources[2][1]}["item_loss"]
+    if item_loss not in ITEM_LOSSES:
+        raise settings.ConfigError(f"--extension: item_loss={item_loss!r}, one of {', '.join(ITEM_LOSSES)}")
+    found = []
+    for where, chosen in sources:
+        found.append((where, {}))
+        for key, value in chosen.items():
+            if reaches(key, phase, number) and (key != "embedding" or number == 1):
+                found[-1][1].update({"full_softmax": value == "softmax"} if key == "item_loss" else {key: value})
     return found
 
 
 def extension_settings(name, data=None, given=None):
-    """The extension's settings of Conure stage `name`: EXTENSION, `data`'s choices (TUNED's
-    "extension") and `given` ({setting: value}) on top, each where EXTENSION_STAGES sends it."""
-    phase, number = stage.parse_stage(name)
-    if phase not in ("tp", "ret"):
-        raise stage.ConfigError(f"--extension: an extension of Conure, not of the {phase} stages")
-    chosen = {**EXTENSION, **((data and data.tuned) or {}).get("extension", {}), **(given or {})}
-    unknown = set(chosen) - set(EXTENSION_STAGES)
-    if unknown:
-        raise stage.ConfigError(f"--extension: unknown {', '.join(sorted(unknown))} (known: {', '.join(EXTENSION)})")
-    if chosen["item_loss"] not in ITEM_LOSSES:
-        raise stage.ConfigError(f"--extension: item_loss={chosen['item_loss']!r}, one of {', '.join(ITEM_LOSSES)}")
-    found = {}
-    for key, value in chosen.items():
-        if reaches(key, phase, number) and (key != "embedding" or number == 1):
-            found.update({"full_softmax": value == "softmax"} if key == "item_loss" else {key: value})
-    return found
+    """The extension's settings of Conure stage `name` (extension_layers, merged)."""
+    return settings.resolve(extension_layers(name, data, given))[0]
 
 
 def reaches(key, phase, number):

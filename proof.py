@@ -70,12 +70,12 @@ def _first(mismatch):
 def gated_reads(task, directories):
     """{conv path: bool [kernel, C_in, C_out]}: the conv weights a gated task K reads in any of
     the checkpoint folders, those whose input and output channels are open for K there."""
+    import assembly  # the gates need the checkpoint's model
     import gates
-    import stage  # the gates need the checkpoint's model
 
     found = {}
     for directory in directories:
-        model = stage.restore(directory, directory.name)[0]
+        model = assembly.restore(directory, directory.name)[0]
         for conv, (inputs, outputs) in zip(model.backbone.convs, gates.open_channels(model, task)):
             read = np.broadcast_to(inputs[:, None] & outputs[None, :], tuple(conv.kernel.shape))
             found[conv.path] = found.get(conv.path, False) | read

@@ -6,9 +6,10 @@ after every later stage, and a summary: Results/summary.md, summary.csv and forg
     python run_all.py --preset=paper                     # the stage scripts' own (release) settings
     python run_all.py --method=sinmoall                  # a baseline (docs/baselines.md) instead of Conure
 
-Presets: "quick" (default) is sized to finish T1..T6 on the synthetic data in about 10 minutes on
-2 CPU cores (see QUICK); "paper" runs every stage with its script's hyperparameter block. A baseline
-trains each task for the epochs of Conure's tp and ret stages together, from the same blocks.
+Presets: "quick" (default) is sized to finish T1..T6 on the synthetic data in about 7 minutes of one
+CPU core (433 s on a 2-core Intel Xeon; presets.QUICK); "paper" runs every stage with its script's
+hyperparameter block. A baseline trains each task for the epochs of Conure's tp and ret stages
+together, from the same blocks. --show_config prints every stage's settings and where each came from.
 Outputs of a baseline carry its name: Results/summary_<method>.md and so on.
 """
 import argparse
@@ -24,21 +25,24 @@ import pandas as pd
 import checkpoint
 import data_loader
 import evaluate
+import methods
 import metrics
 import paths
-from predict import plural
 import presets
 import proof
+import settings
 import simple_baselines
 import stage
 from data_prep import synthetic_data
 import tasks
+from wording import plural
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec", "hat", "teracon")
 CHAIN_OPTIONS = ("channels", "dilations", "train_share", "min_item_count")  # set at each chain's first stage
 ONE_MODEL = ("conure", "sinmoall", "hat", "teracon")  # one model serves every task: each is scored after every later stage
 BASELINES_FILE = "simple_baselines.json"  # in Results/: the simple baselines, one entry per task and split
+
 
 def parse_tasks(text):
     """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
@@ -49,9 +53,9 @@ def parse_tasks(text):
         else:
             numbers = [int(x) for x in text.split(",")]
     except ValueError:
-        raise stage.ConfigError(f"--tasks={text}: expected a range like 1-4 or a list like 1,2,3")
+        raise settings.ConfigError(f"--tasks={text}: expected a range like 1-4 or a list like 1,2,3")
     if numbers != list(range(1, len(numbers) + 1)) or len(numbers) > len(tasks.TASKS):
-        raise stage.ConfigError(f"--tasks={text}: tasks must run 1, 2, ... up to {len(tasks.TASKS)} without gaps")
+        raise settings.ConfigError(f"--tasks={text}: tasks must run 1, 2, ... up to {len(tasks.TASKS)} without gaps")
     return numbers
 
 
@@ -63,7 +67,7 @@ def parse_extension(text):
         if not equals or key not in presets.EXTENSION_STAGES:
             raise argparse.ArgumentTypeError(f"{item!r}: expected setting=value, a setting one of "
                                              f"{', '.join(presets.EXTENSION_STAGES)}")
-        found[key] = stage.parse_value(key, value, presets.EXTENSION[key])
+        found[key] = settings.parse_value(key, value, presets.EXTENSION[key])
     return found
 
 
@@ -77,7 +81,7 @@ def parse_dilations(text):
 def stage_names(method, numbers):
     if method == "conure":
         return [f"{phase}_t{k}" for k in numbers for phase in ("tp", "ret")]
-    if stage.RULES[method].gates:
+    if methods.RULES[method].gates:
         return [f"{method}_t{k}" for k in numbers]
     first = "sinmo_t1"
     return [first] + [f"{method}_t{k}" for k in numbers if k > 1]
@@ -85,36 +89,56 @@ def stage_names(method, numbers):
 
 def script_block(name):
     script = ROOT / f"conure_{name}.py"
-    return stage.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
+    return settings.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
 
 
 def stage_block(name):
-    """The hyperparameters a stage runs with before presets: its script's block; a baseline takes
-    the tp script's block with the epochs of tp and ret together."""
-    phase, number = stage.parse_stage(name)
+    """(source, the hyperparameters a stage runs with before presets): its script's block; a baseline
+    takes the tp script's block with the epochs of tp and ret together."""
+    phase, number = methods.parse_stage(name)
     if phase in ("tp", "ret"):
-        return script_block(name)
+        return f"script block (conure_{name}.py)", script_block(name)
     block = script_block(f"tp_t{number}")
-    block["epochs"] = block.get("epochs", stage.DEFAULTS["epochs"]) + script_block(f"ret_t{number}").get("epochs", 0)
-    return block
+    block["epochs"] = block.get("epochs", settings.DEFAULTS["epochs"]) + script_block(f"ret_t{number}").get("epochs", 0)
+    return f"script block (conure_tp_t{number}.py; epochs: its and conure_ret_t{number}.py's together)", block
 
 
 def stage_config(name, args, data_settings=None):
+    """(config, the names set over the script's block, {setting: its source}) of stage `name`: DEFAULTS <
+    its script's block < the preset and the data set's tuned choices < run_all.py's options."""
     chain = {k: getattr(args, k) for k in CHAIN_OPTIONS if getattr(args, k) is not None}
-    overrides = {**presets.overrides(name, args.preset, data_settings, chain, class_loss=args.class_loss,
-                                     later_learning_rate=args.later_learning_rate, extension=args.extension,
-                                     item_loss=args.item_loss, hat_optimizer=args.hat_optimizer),
-                 "data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
+    options = {"data_dir": args.data_dir, "out_dir": args.out_dir, "seed": args.seed, "verbose": args.verbose}
     if args.prune_ratio is not None and name.startswith("tp_"):
-        overrides["prune_ratio"] = args.prune_ratio
-    return {**stage.DEFAULTS, **stage_block(name), **overrides}, set(overrides) - {"data_dir", "out_dir"}
+        options["prune_ratio"] = args.prune_ratio
+    layers = presets.layers(name, args.preset, data_settings, chain, class_loss=args.class_loss,
+                            later_learning_rate=args.later_learning_rate, extension=args.extension,
+                            item_loss=args.item_loss, hat_optimizer=args.hat_optimizer)
+    config, sources = settings.resolve([("default (settings.DEFAULTS)", settings.DEFAULTS), stage_block(name),
+                                        *layers, ("run_all.py's options", options)])
+    explicit = {key for _, values in layers for key in values} | set(options) - {"data_dir", "out_dir"}
+    return config, explicit, sources
+
+
+def show_configs(names, configs):
+    """Every stage's settings with their sources (stage.show_config), each stage's start being the one
+    before it in this chain."""
+    settled, entries = {}, {}
+    for name in names:
+        config, explicit, sources = configs[name]
+        previous, number = methods.previous_stage(name), methods.parse_stage(name)[1]
+        start = (previous, settled[previous], entries[previous]) if previous in settled else None
+        lines, settled[name] = stage.show_config(name, config, explicit, sources, start)
+        chain = entries.get(previous, [])
+        entries[name] = chain if name.startswith("ret_") else chain + [
+            {"task": number, "l2": settled[name]["l2"], "pooling": settled[name]["pooling"]}]
+        print("\n".join(lines) + "\n")
 
 
 def ensure_data(args, numbers):
     """Make the synthetic data if the default folder has none; otherwise every task file must exist."""
     data_dir = Path(args.data_dir)
     missing = [tasks.task(k).file for k in numbers if not (data_dir / tasks.task(k).file).exists()]
-    if missing and args.data_dir == stage.DEFAULTS["data_dir"] and not any(data_dir.glob("*.csv")):
+    if missing and args.data_dir == settings.DEFAULTS["data_dir"] and not any(data_dir.glob("*.csv")):
         print(f"{data_dir} has no TTL files: writing the synthetic data set there")
         for line in synthetic_data.write_synthetic(data_dir):
             print("  " + line)
@@ -125,7 +149,7 @@ def ensure_data(args, numbers):
 def evaluated_tasks(method, name, finished):
     """Finished tasks to score with checkpoint `name`: every earlier one for methods with one
     shared model (Conure, SinMoAll, HAT, TERACON), else only the stage's own task."""
-    phase, number = stage.parse_stage(name)
+    phase, number = methods.parse_stage(name)
     if method in ONE_MODEL:
         return [k for k in finished if k <= number]
     return [number] if number in finished else []
@@ -134,26 +158,29 @@ def evaluated_tasks(method, name, finished):
 def run(args):
     numbers = parse_tasks(args.tasks)
     if args.method not in METHODS:
-        raise stage.ConfigError(f"--method={args.method}: choose one of {', '.join(METHODS)}")
+        raise settings.ConfigError(f"--method={args.method}: choose one of {', '.join(METHODS)}")
     if args.hat_optimizer and args.method != "hat":
-        raise stage.ConfigError(f"--hat_optimizer={args.hat_optimizer}: a setting of HAT's stages (--method=hat), "
-                                f"not of {args.method}'s")
+        raise settings.ConfigError(f"--hat_optimizer={args.hat_optimizer}: a setting of HAT's stages (--method=hat), "
+                                   f"not of {args.method}'s")
+    names = stage_names(args.method, numbers)
+    if args.show_config:  # no work: neither the output folder nor the synthetic data is made
+        data_settings = presets.DataSettings(args.data_dir) if args.preset == "converged" else None
+        return show_configs(names, {name: stage_config(name, args, data_settings) for name in names})
     out_dir = paths.output_dir(args.out_dir, "out_dir")
     ensure_data(args, numbers)
-    names = stage_names(args.method, numbers)
     task_data = TaskDataCache(args.data_dir, out_dir / "Models" / names[0])
     data_settings = presets.DataSettings(args.data_dir) if args.preset == "converged" else None
     if data_settings:
         print(f"converged preset: settings tuned for {data_settings.name}")
     configs = {name: stage_config(name, args, data_settings) for name in names}
-    for name, (config, _) in configs.items():  # every stage's settings and outputs, before the first one trains
+    for name, (config, _, _) in configs.items():  # every stage's settings and outputs, before the first one trains
         stage.check_config(name, config)
     rows, stage_seconds, finished = [], {}, set()
     started = time.time()
     for name in names:
-        phase, number = stage.parse_stage(name)
+        phase, number = methods.parse_stage(name)
         print(f"\n=== {name} ===")
-        config, explicit = configs[name]
+        config, explicit, _ = configs[name]
         result = stage.run_stage(name, config, explicit, reuse=True)
         stage_seconds[name] = result["wall_seconds"]
         if phase != "tp":
@@ -196,11 +223,11 @@ class TaskDataCache:
     def __getitem__(self, number):
         if number not in self.loaded:
             vocab = data_loader.Vocab.load(self.first_checkpoint / "vocab.json")
-            self.loaded[number] = stage.load_task_data(number, self.config(), vocab)
+            self.loaded[number] = data_loader.load_task_data(number, self.config(), vocab)
         return self.loaded[number]
 
     def fingerprint(self, number):
-        return stage.fingerprints(self.config(), number)
+        return data_loader.fingerprints(self.config(), number)
 
 
 def main_metric(number):
@@ -332,7 +359,7 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
         lines.append(f"| T{k} {tasks.task(k).name} | " + " | ".join(cells.get((k, s), "") for s in stages)
                      + f" | {verdict} ({plural(len(task_rows), 'evaluation')}) |")
     lines += ["", "## Forgetting", ""] + forgetting_lines(rows, args.method)
-    if args.method in stage.RULES and stage.RULES[args.method].gates:
+    if args.method in methods.RULES and methods.RULES[args.method].gates:
         lines += ["", "## Gates", ""] + gate_lines(results, list(stage_seconds))
     lines += ["", "## After the last stage, against the simple baselines", "",
               "Fitted on the same training examples and scored on the same held-out split with the same metrics "
@@ -412,8 +439,8 @@ def plot_curves(results, stage_names, path, method):
 def build_parser():
     """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
-    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"])
+    parser.add_argument("--data_dir", default=settings.DEFAULTS["data_dir"])
+    parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"])
     parser.add_argument("--tasks", default=f"1-{len(tasks.TASKS)}", help="e.g. 1-4 (the TTL sample has T1-T4)")
     parser.add_argument("--preset", choices=presets.PRESETS, default="quick")
     parser.add_argument("--method", default="conure", help="one of " + ", ".join(METHODS))
@@ -445,6 +472,8 @@ def build_parser():
                         help="Conure beyond the release (docs/extension.md): presets.EXTENSION's settings, the "
                              "data set's choices, and any given here, e.g. --extension=embedding=owned,pooling=last")
     parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--show_config", action="store_true",
+                        help="print every stage's settings with where each came from, then stop without work")
     return parser
 
 
@@ -453,7 +482,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError) as e:
+    except (settings.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -11,6 +11,8 @@ code, a batch uses the ratios of the batch before it (0.9 before the first).
 import numpy as np
 from keras import ops
 
+import objective as objectives
+
 SHARPNESS = 6.0  # TERACON's utils.sample_ratio: sigmoid(6 * cosine)
 FIRST_RATIO = 0.9  # TERACON's train_teracon.py: every earlier task's ratio before the first batch
 
@@ -24,7 +26,7 @@ def relation_ratio(earlier_gates, new_gates):
 
 
 class Retention:
-    """What each batch of a stage after T1 adds to its data (stage.StageRun.batch_extras), with
+    """What each batch of a stage after T1 adds to its data (objective.BatchExtras), with
     TERACON's state carried from batch to batch: the relation ratios r_i of the earlier tasks,
     FIRST_RATIO before the first batch, and after every batch the ratios of the gates as they were
     before its step (TERACON's train_teracon.py computes them in that batch's forward pass and uses
@@ -84,3 +86,17 @@ def retention(student, teacher, batch, task):
         per_row = ops.mean(ops.square(gap), axis=-1)
         loss = loss + batch["retain_weights"][i - 1] * ops.sum(kept * per_row) / ops.maximum(ops.sum(kept), 1.0)
     return loss
+
+
+def objective(run):
+    """A TERACON stage's objective (objective.py): after T1, the task's loss plus alpha times the
+    retention of the earlier tasks' logits against the teacher (the model after the previous stage)."""
+    model, teacher, number, config = run.model, run.teacher, run.number, run.config
+    if teacher is None:
+        return objectives.Objective(objectives.task_loss(run), objectives.batch_extras(run),
+                                    objectives.shared_scales(run))
+    task_loss = objectives.task_loss(run)
+    kept = Retention(model, teacher, number, min(config["batch_size"], run.data.n_train), config["retention_items"])
+    loss = lambda batch: task_loss(batch) + config["alpha"] * retention(model, teacher, batch, number)  # noqa: E731
+    return objectives.Objective(loss, objectives.batch_extras(run, kept), objectives.shared_scales(run),
+                                frozen=tuple(teacher.variables), at_inference={"s": np.float32(config["smax"])})

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import checkpoint  # noqa: E402
 
 from data_prep import synthetic_data  # noqa: E402
+import settings  # noqa: E402
 import stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def synthetic_dir(tmp_path_factory):
 def run_stage(name, data_dir, out_dir, *overrides):
     """Run a stage the way its script does (script block < overrides), in this process."""
     script = ROOT / f"conure_{name}.py"
-    block = stage.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
+    block = settings.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
     tiny = TINY if name == "tp_t1" else [a for a in TINY if not a.startswith(("--channels", "--dilations"))]
     argv = [f"--data_dir={data_dir}", f"--out_dir={out_dir}", *tiny, *overrides]
     config, explicit = stage.make_config(name, block, argv)

@@ -7,7 +7,7 @@ import pytest
 
 import checkpoint
 import data_loader
-import stage
+import settings
 import tasks
 from conftest import run_stage
 from data_loader import DataError
@@ -117,7 +117,7 @@ def test_label_never_seen_in_training_is_refused(data, t1_run, tmp_path):
 ])
 def test_bad_hyperparameter_is_refused_before_any_work(argv, message, synthetic_dir, tmp_path):
     before = folder_state(tmp_path)
-    with pytest.raises(stage.ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(settings.ConfigError, match=message.replace("[", r"\[")):
         run_stage("tp_t1", synthetic_dir, tmp_path, *argv)
     assert folder_state(tmp_path) == before and not (tmp_path / "Models").exists()
 
@@ -151,6 +151,6 @@ def test_unknown_source_tokens_are_a_warning_with_a_count(data, out):
 
 def test_validation_positions_past_the_last_are_refused_for_a_later_task(data, out):
     before = folder_state(out)
-    with pytest.raises(stage.ConfigError, match="valid_positions=5: T1 only"):
+    with pytest.raises(settings.ConfigError, match="valid_positions=5: T1 only"):
         run_stage("tp_t2", data, out, "--valid=0.1", "--valid_positions=5")
     assert folder_state(out) == before

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+import settings
+
 import data_loader as dl
 from data_loader import PAD, UNK, N_RESERVED, DataError, Vocab, read_t1, read_transfer
 from conftest import TTL_SAMPLE, needs_ttl_sample
@@ -306,11 +308,9 @@ def test_filtered_t1_keeps_every_held_out_and_validation_user(synthetic_dir):
 
 @pytest.mark.parametrize("number", [1, 2])
 def test_training_user_subsets_are_nested_and_leave_held_out_and_validation_alone(number, synthetic_dir):
-    import stage
-
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": synthetic_dir, "valid": 0.1}
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "data_dir": synthetic_dir, "valid": 0.1}
     vocab = read_t1(synthetic_dir / "original_desen_pretrain.csv").vocab
-    tasks_ = [stage.load_task_data(number, {**config, "train_share": share}, vocab) for share in (0.25, 0.5, 1.0)]
+    tasks_ = [dl.load_task_data(number, {**config, "train_share": share}, vocab) for share in (0.25, 0.5, 1.0)]
     trained = [{(row.tobytes(), target) for row, target in zip(*train_part(task))} for task in tasks_]
     assert trained[0] < trained[1] < trained[2]
     assert 0.15 < len(trained[0]) / len(trained[2]) < 0.35 and 0.4 < len(trained[1]) / len(trained[2]) < 0.6

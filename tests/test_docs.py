@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-import stage
+import settings
 from conftest import ROOT
 
 DOCS = [ROOT / "README.md", ROOT / "Data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -74,10 +74,10 @@ def accepted_flags(script, arguments):
     """Every --flag `script` accepts when run with `arguments`, or None if it cannot say."""
     path = ROOT / script
     if path.name.startswith("conure_"):
-        block = stage.hyperparameters(runpy.run_path(str(path)))
-        return {f"--{name}" for name in {**stage.DEFAULTS, **block}}
+        block = settings.hyperparameters(runpy.run_path(str(path)))
+        return {f"--{name}" for name in {**settings.DEFAULTS, **block}} | {"--show_config"}
     if script == "stage.py":
-        return {f"--{name}" for name in stage.DEFAULTS}
+        return {f"--{name}" for name in settings.DEFAULTS} | {"--show_config"}
     module = importlib.import_module(script[:-3].replace("/", "."))
     return parser_flags(module.build_parser(), arguments) if hasattr(module, "build_parser") else None
 
@@ -129,3 +129,90 @@ EOF
         "x.md:8: prepare_data.py does not accept --minimum",
         "x.md:9: conure_tp_t9.py: no such script",
     ]
+
+
+# ---------------------------------------------------------------- README's results, tied to the report
+
+def headline_section(text):
+    """README's "Headline results" section with its generated tables left out."""
+    from tools.reproduction import readme
+
+    for start, end in sorted(readme.blocks(text).values(), reverse=True):
+        text = text[:start] + text[end:]
+    return text.split("## Headline results", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readmes_headline_tables_are_made_from_the_results():
+    from tools.reproduction import plan, readme
+
+    text = (ROOT / "README.md").read_text()
+    spans = readme.blocks(text)
+    assert set(spans) == set(plan.DATASETS)
+    for dataset, (start, end) in spans.items():
+        assert text[start:end] == "\n".join(readme.headline_table(dataset)) + "\n", dataset
+
+
+NUMBER = re.compile(r"(?<![\d.])\d\.\d{4}(?!\d)")  # a result as the report writes it: 0.0547
+
+
+def unreported(text, report):
+    """The results quoted in `text` that the report does not hold."""
+    held = set(NUMBER.findall(report))
+    return [number for number in NUMBER.findall(text) if number not in held]
+
+
+def test_every_result_readme_quotes_is_in_the_report():
+    section = headline_section((ROOT / "README.md").read_text())
+    assert NUMBER.findall(section) and unreported(section, (ROOT / "REPRODUCTION.md").read_text()) == []
+
+
+def test_a_changed_digit_in_a_quoted_result_is_caught():
+    report = "| Conure | AMD EPYC | 0.1297 ± 0.0104 | 0.0547 ± 0.0033 |"
+    assert unreported("Conure scores 0.0547 ± 0.0033 on T2", report) == []
+    assert unreported("Conure scores 0.0548 ± 0.0033 on T2", report) == ["0.0548"]
+
+
+def test_the_report_is_made_from_the_results_in_git(tmp_path, monkeypatch):
+    from tools.reproduction import plan
+    from tools.reproduction.report import report
+
+    monkeypatch.setattr(plan, "OUT", tmp_path / "no runs here")  # nothing to archive: results/ alone
+    report(destination=tmp_path)
+    assert (tmp_path / "REPRODUCTION.md").read_text() == (ROOT / "REPRODUCTION.md").read_text()
+
+
+def test_the_reproduction_scripts_help_lists_every_part_of_the_plan():
+    from tools import reproduce
+    from tools.reproduction import plan
+
+    listed = re.findall(r"^  (\w+)\s{2,}", reproduce.__doc__, re.M)
+    assert listed == list(plan.PARTS)
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def broken_links(path):
+    """The relative links of a Markdown file whose file or heading does not exist."""
+    found = []
+    for target in LINK.findall(path.read_text()):
+        if re.match(r"\w+://|mailto:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            found.append(target)
+        elif anchor and linked.suffix == ".md":
+            headings = {slug(line.lstrip("#")) for line in linked.read_text().splitlines() if line.startswith("#")}
+            found += [target] if anchor not in headings else []
+    return found
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_reaches_its_file_and_heading(path):
+    assert broken_links(path) == []

@@ -4,21 +4,22 @@ import shutil
 import numpy as np
 import pytest
 
+import evaluate
 import pruning
-import stage
+import settings
 from conftest import run_stage
 
 
 def scripted_validation(monkeypatch, scores):
     """Make the validation metric of every evaluation follow `scores`; held-out ones stay real."""
-    real, given = stage.evaluate, iter(scores)
+    real, given = evaluate.score, iter(scores)
 
-    def evaluate(model, number, data, config, phase="infer", part="test"):
+    def score(model, number, data, config, phase="infer", part="test"):
         if part != "valid":
             return real(model, number, data, config, phase, part)
         return {"MRR@5": next(given), "HR@5": 0.0, "NDCG@5": 0.0, "scores_sha256": "scripted"}
 
-    monkeypatch.setattr(stage, "evaluate", evaluate)
+    monkeypatch.setattr(evaluate, "score", score)
 
 
 def weights(out, name):
@@ -62,7 +63,7 @@ def test_early_stopping_restores_the_best_epoch_and_nothing_else_moves(t1_out, s
 
 
 def test_patience_without_a_validation_slice_is_refused(synthetic_dir, tmp_path):
-    with pytest.raises(stage.ConfigError, match="patience needs a validation slice"):
+    with pytest.raises(settings.ConfigError, match="patience needs a validation slice"):
         run_stage("tp_t1", synthetic_dir, tmp_path, "--patience=2")
 
 

@@ -5,11 +5,12 @@ import shutil
 import numpy as np
 import pytest
 
+import assembly
+import data_loader
 import evaluate
 import metrics
 import proof
 import pruning
-import stage
 from conftest import rewrite_weights
 
 
@@ -92,11 +93,11 @@ def test_a_changed_t1_head_fails_the_proof(proof_dir):
 
 def test_scores_do_not_depend_on_the_eval_batch_size(conure_chain, synthetic_dir):
     out = conure_chain[0]
-    model, manifest, vocab, _, _ = stage.restore(out / "Models" / "ret_t2", "ret_t2")
+    model, manifest, vocab, _, _ = assembly.restore(out / "Models" / "ret_t2", "ret_t2")
     config = {**manifest["config"], "data_dir": str(synthetic_dir)}
-    data = stage.load_task_data(2, config, vocab)
+    data = data_loader.load_task_data(2, config, vocab)
     assert data.n_test > 64, "needs two batches of 64"
-    results = [stage.evaluate(model, 2, data, {**config, "eval_batch_size": size}) for size in (64, 128, 192)]
+    results = [evaluate.score(model, 2, data, {**config, "eval_batch_size": size}) for size in (64, 128, 192)]
     for result in results[1:]:
         assert result["scores_sha256"] == results[0]["scores_sha256"]  # every score, so every rank
         assert {k: result[k] for k in ("MRR@5", "HR@5", "NDCG@5")} == {

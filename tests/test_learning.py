@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from data_prep import task_files
+import data_loader
+import settings
 import simple_baselines
-import stage
 import tasks
 from conftest import run_stage
 
@@ -19,9 +20,9 @@ def trained(synthetic_dir, tmp_path_factory):
     for name, extra in (("tp_t1", ("--exclude_padding=True",)), ("ret_t1", ("--exclude_padding=True", "--epochs=5")),
                         ("tp_t2", ())):
         results[name] = run_stage(name, synthetic_dir, out, *LEARN, *extra)
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": str(synthetic_dir)}
-    t1 = stage.load_task_data(1, config)
-    return results, {1: t1, 2: stage.load_task_data(2, config, t1.vocab)}
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "data_dir": str(synthetic_dir)}
+    t1 = data_loader.load_task_data(1, config)
+    return results, {1: t1, 2: data_loader.load_task_data(2, config, t1.vocab)}
 
 
 def test_next_item_model_beats_popularity_by_far(trained):
@@ -64,8 +65,8 @@ def grouped_labels_dir(tmp_path_factory):
 def test_classifier_beats_majority_by_far(grouped_labels_dir, tmp_path, full_softmax):
     result = run_stage("sinmo_t5", grouped_labels_dir, tmp_path, "--channels=16", "--dilations=[1,2]",
                        "--epochs=4", "--learning_rate=0.01", f"--full_softmax={full_softmax}")
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": str(grouped_labels_dir)}
-    t1 = stage.load_task_data(1, config)
-    majority = simple_baselines.popularity(stage.load_task_data(5, config, t1.vocab))["accuracy"]
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "data_dir": str(grouped_labels_dir)}
+    t1 = data_loader.load_task_data(1, config)
+    majority = simple_baselines.popularity(data_loader.load_task_data(5, config, t1.vocab))["accuracy"]
     assert majority < 0.5
     assert result["accuracy"] > majority + 0.4

@@ -130,13 +130,15 @@ def test_reproduction_report_shows_conure_unchanged_and_sinmoall_changed(synthet
     assert "unchanged" not in t1_row
     assert "**Zero forgetting holds** for Conure" in text and "**SinMoAll forgets**" in text
     forgetting = text.split("### Forgetting")[1].split("###")[0]
-    assert "| Conure | 0.0000 | 0.0000 / 0.0000; 0.0% (n=1) |" in forgetting  # BWT, then T1: drop / largest
+    conure_row = next(line for line in forgetting.splitlines() if line.startswith("| Conure |"))
+    # BWT and forgetting on HR@5 (no classification task here), then T1: forgetting / largest drop; changed
+    assert conure_row.endswith("| 0.0000 | n/a | 0.0000 | n/a | 0.0000 / 0.0000; 0.0% (n=1) |")
     assert "; 0.0%" not in next(line for line in forgetting.splitlines() if line.startswith("| SinMoAll |"))
-    assert "| tiny conure seed 0 | 2 of 2 |" in text and "| tiny sinmoall seed 0 | 2 of 2 |" in text
+    assert "| tiny conure seed 0 | 2 of 2 | " in text and "| tiny sinmoall seed 0 | 2 of 2 | " in text
     assert "T1 selection: patience 0, on each validation user's last item." in text  # the stages' own settings
     # the claims match the quality table: T2's HR@5 difference between Conure and SinMoAll
     quality = text.split("### Quality per task")[1].split("###")[0]
-    hr = {row.split("|")[1].strip(): float(row.split("|")[3].split("/")[1])
+    hr = {row.split("|")[1].strip(): float(row.split("|")[4].split("/")[1])  # method, machine, T1, T2
           for row in quality.splitlines() if row.startswith(("| Conure |", "| SinMoAll |"))}
     claim = next(line for line in text.splitlines() if line.startswith("- Conure vs SinMoAll"))
     assert f"T2 {hr['Conure'] - hr['SinMoAll']:+.4f}" in claim
@@ -152,7 +154,7 @@ def test_reproduction_report_regenerates_from_the_archive_alone(synthetic_dir, t
     shutil.rmtree(tmp_path / "repro")  # checkpoints and run folders gone, as in a fresh clone
     report(destination=tmp_path)
     assert (tmp_path / "REPRODUCTION.md").read_text() == first
-    assert "| tiny conure seed 0 | 1 of 1 |" in first
+    assert "| tiny conure seed 0 | 1 of 1 | " in first
 
 
 def test_a_partial_reproduction_runs_only_the_chosen_experiments():
@@ -258,8 +260,9 @@ def test_the_item_loss_chosen_is_recorded_and_runs_on_the_seeds_that_did_not_cho
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"selection_metric": "MRR@5", "valid_curve": [{"MRR@5": score * k}]}))
     rows = [line for line in extension.selection_table("ml-1m") if line.startswith("| item_loss")]
-    assert rows == ["| item_loss | bpr | " + " | ".join(f"{0.11 * k:.4f}" for k in range(1, 7)) + " | 1.1000 |  |",
-                    "| item_loss | softmax | " + " | ".join(f"{0.13 * k:.4f}" for k in range(1, 7)) + " | 1.3000 | yes |"]
+    scores = lambda value: " | ".join(f"{value * k:.4f}" for k in range(1, 7))  # noqa: E731
+    assert rows == [f"| item_loss | bpr | {scores(0.11)} | 1.1000 |  |",
+                    f"| item_loss | softmax | {scores(0.13)} | 1.3000 | yes |"]
     finals = [argv for label, argv, _ in plan.experiments(["ml-1m"], ["conure"], None, None, ["extension"])
               if label.startswith("ml-1m Conure with the extension, seed")]
     assert [a for argv in finals for a in argv if a.startswith("--seed")] == ["--seed=1", "--seed=2", "--seed=3"]
@@ -383,8 +386,8 @@ def test_a_verdict_compares_one_kind_of_machine_where_both_sides_ran_on_it():
     from tools.reproduction.results import judge
 
     mine = on("Intel(R) Xeon(R) Processor", 0.50, 0.51, 0.52) + on("AMD EPYC", 0.40, 0.41, 0.42)
-    verdict, difference, _, where = judge(mine, on("AMD EPYC", 0.30, 0.31, 0.32), "accuracy", gap=0.5)
-    assert (verdict, round(difference, 4), where) == ("better", 0.1, "AMD EPYC")  # not Intel's 0.51 against 0.31
+    verdict, difference, _, where, gap = judge(mine, on("AMD EPYC", 0.30, 0.31, 0.32), "accuracy", gap=0.5)
+    assert (verdict, round(difference, 4), where, gap) == ("better", 0.1, "AMD EPYC", None)  # not Intel's 0.51 against 0.31
 
 
 def test_a_verdict_across_two_machines_names_both_and_widens_the_spread_by_their_gap():
@@ -393,7 +396,7 @@ def test_a_verdict_across_two_machines_names_both_and_widens_the_spread_by_their
     mine, theirs = on("AMD EPYC", 0.40, 0.41, 0.42), on("Intel(R) Xeon(R) Processor", 0.30, 0.31, 0.32)
     assert judge(mine, theirs, "accuracy")[::3] == ("two machines", "AMD EPYC vs Intel Xeon")  # no gap measured
     gap = machine_gap([(on("AMD EPYC", 0.40)[0], on("Intel(R) Xeon(R) Processor", 0.45)[0])], "accuracy")
-    verdict, difference, noise, where = judge(mine, theirs, "accuracy", gap)
-    assert verdict == "better" and noise == pytest.approx(0.02 + 0.05)
-    assert where == "AMD EPYC vs Intel Xeon, the spread widened by their gap 0.0500"
+    verdict, difference, noise, where, widened = judge(mine, theirs, "accuracy", gap)
+    assert verdict == "better" and noise == pytest.approx(0.02 + 0.05) and widened == pytest.approx(0.05)
+    assert where == "AMD EPYC vs Intel Xeon"
     assert judge(mine, theirs, "accuracy", 0.09)[0] == "tie"  # a gap as large as the difference: level

@@ -17,7 +17,6 @@ import evaluate
 import export
 import metrics
 import predict
-import stage
 import tasks
 from conftest import ROOT, run_stage
 
@@ -170,7 +169,7 @@ def held_out(synthetic_dir, number, out):
         test = data_loader.split(len(raw), config["split_seed"], config["holdout"], "T1")[1]
         return [raw[i].rsplit(",", 1)[0] for i in test], [raw[i].rsplit(",", 1)[1] for i in test]
     vocab = data_loader.Vocab.load(out / "Models" / "ret_t4" / "vocab.json")
-    data = stage.load_task_data(number, config, vocab)
+    data = data_loader.load_task_data(number, config, vocab)
     return [raw[i] for i in data.test_lines], [data.targets.tokens[t] for t in data.test_targets]
 
 

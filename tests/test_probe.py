@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+import assembly
 import data_loader
-import stage
 from data_loader import read_t1
 from tools import probe
 
@@ -13,7 +13,7 @@ from tools import probe
 @pytest.fixture(scope="module")
 def restored(t1_run):
     """ret_t1's model and T1's vocabulary."""
-    model, _, vocab, _, _ = stage.restore(t1_run[0] / "Models" / "ret_t1", "conure_ret_t1.py")
+    model, _, vocab, _, _ = assembly.restore(t1_run[0] / "Models" / "ret_t1", "conure_ret_t1.py")
     return model, vocab
 
 

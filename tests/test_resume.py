@@ -10,6 +10,7 @@ import numpy as np
 
 import checkpoint
 import evaluate
+import settings
 import stage
 from conftest import ROOT, TINY, run_stage
 
@@ -85,11 +86,11 @@ def test_same_command_twice_gives_bit_identical_results_files(synthetic_dir, tmp
 
 
 def test_settings_added_later_stay_out_of_the_fingerprint_at_their_old_behaviour():
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS}
-    before_they_existed = {k: v for k, v in config.items() if k not in stage.ADDED_LATER}
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS}
+    before_they_existed = {k: v for k, v in config.items() if k not in settings.ADDED_LATER}
     fingerprint = stage.run_fingerprint("tp_t1", config, {}, None)
     assert fingerprint == stage.run_fingerprint("tp_t1", before_they_existed, {}, None)
-    for name in stage.ADDED_LATER:
+    for name in settings.ADDED_LATER:
         changed = {**config, name: 0.5 if name == "token_dropout" else 5}
         assert stage.run_fingerprint("tp_t1", changed, {}, None) != fingerprint, name
 
@@ -99,7 +100,7 @@ def test_checkpoint_saved_before_settings_were_added_still_evaluates(t1_run, syn
         shutil.copytree(t1_run[0] / "Models", tmp_path / name / "Models")
     manifest_path = tmp_path / "old" / "Models" / "ret_t1" / "manifest.json"
     manifest = checkpoint.read_json(manifest_path)
-    manifest["config"] = {k: v for k, v in manifest["config"].items() if k not in stage.ADDED_LATER}
+    manifest["config"] = {k: v for k, v in manifest["config"].items() if k not in settings.ADDED_LATER}
     checkpoint.write_json(manifest, manifest_path)
     old = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, tmp_path / "old")
     current = evaluate.evaluate_task(1, "ret_t1", synthetic_dir, tmp_path / "current")

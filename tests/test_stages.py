@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
+import assembly
 import data_loader
 import evaluate
 import metrics
 import pruning
 import reference
+import settings
 import stage
 from conftest import ROOT, TINY, TTL_SAMPLE, needs_ttl_sample, run_stage
 
@@ -39,7 +41,7 @@ def test_held_out_metrics_are_those_of_a_numpy_forward_pass(t1_run, synthetic_di
     out, results = t1_run[0], {"tp_t1": t1_run[1], "ret_t1": t1_run[2]}
     directory = out / "Models" / name
     config = {**json.loads((directory / "config.json").read_text()), "data_dir": str(synthetic_dir)}
-    data = stage.load_task_data(1, config, data_loader.Vocab.load(directory / "vocab.json"))
+    data = data_loader.load_task_data(1, config, data_loader.Vocab.load(directory / "vocab.json"))
     tokens, truth = data.test_inputs()
     scores = reference.checkpoint_scores(directory, tokens, task=1)
     expected = metrics.ranking_metrics(metrics.ranks_of(scores, truth, data.excluded_targets))
@@ -50,7 +52,7 @@ def test_tp_t1_trains_embedding_and_layernorms_and_later_stages_do_not(conure_ch
     out = conure_chain[0]
     first = out / "Models" / "tp_t1"
     config = json.loads((first / "config.json").read_text())
-    fresh = stage.build_model(data_loader.Vocab.load(first / "vocab.json").size, config)  # tp_t1's start
+    fresh = assembly.build_model(data_loader.Vocab.load(first / "vocab.json").size, config)  # tp_t1's start
     initial = {v.path: np.asarray(v.numpy()) for v in fresh.variables}
     saved = {}
     for name in ("tp_t1", "ret_t1", "tp_t2", "ret_t2", "tp_t3"):
@@ -115,7 +117,7 @@ def test_bad_hyperparameters_are_rejected_before_any_work(synthetic_dir, tmp_pat
 
 
 def test_chain_setting_that_disagrees_with_the_checkpoint_is_refused(t1_run, synthetic_dir):
-    with pytest.raises(stage.ConfigError, match="channels=32.*channels=16"):
+    with pytest.raises(settings.ConfigError, match="channels=32.*channels=16"):
         run_stage("tp_t2", synthetic_dir, t1_run[0], "--channels=32")
 
 

@@ -8,15 +8,19 @@ import keras
 import numpy as np
 import pytest
 
+import assembly
+import data_loader
 import evaluate
 import export
 import fit
 import gates
 import hat
+import methods
 import predict
 import presets
 import proof
 import run_all
+import settings
 import stage
 import tasks
 import teracon
@@ -44,7 +48,7 @@ def test_a_gate_of_plus_or_minus_0_2_is_on_or_off_at_smax(method):
     gate = gates.TaskGate(1, 2, method)
     gate.build()
     gate.embedding.assign(np.array([[0.2, -0.2]], np.float32))
-    on, off = keras.ops.convert_to_numpy(gate.plain(stage.METHOD_DEFAULTS[method]["smax"]))[0]
+    on, off = keras.ops.convert_to_numpy(gate.plain(methods.RULES[method].defaults["smax"]))[0]
     assert abs(on - 1) < 1e-4 and off < 1e-4
     assert keras.ops.convert_to_numpy(gate.plain(1 / 400)) == pytest.approx(0.5, abs=1e-3)
 
@@ -162,7 +166,7 @@ def two_task_model(seed=0):
     config = {"precision": "float32", "seed": seed, "channels": 8, "dilations": [1], "kernel_size": 3, "smax": 50.0}
     chain = [{"task": 1, "n_targets": 20, "l2": 0.0, "gates": "teracon"},
              {"task": 2, "n_targets": 6, "l2": 0.0, "gates": "teracon", "head_bias": True}]
-    return stage.build_model(20, config, chain)
+    return assembly.build_model(20, config, chain)
 
 
 @pytest.fixture
@@ -178,7 +182,7 @@ def three_task_pair():
     config = {"precision": "float32", "seed": 0, "channels": 8, "dilations": [1], "kernel_size": 3, "smax": 50.0}
     chain = [{"task": k, "n_targets": n, "l2": 0.0, "gates": "teracon", "head_bias": k > 1}
              for k, n in ((1, 20), (2, 6), (3, 4))]
-    return stage.build_model(20, config, chain), stage.build_model(20, config, chain[:2])
+    return assembly.build_model(20, config, chain), assembly.build_model(20, config, chain[:2])
 
 
 def test_the_relation_ratio_starts_at_0_9_and_each_batch_uses_the_one_before_it():
@@ -230,7 +234,7 @@ def chains(synthetic_dir, tmp_path_factory):
     for method, names in CHAINS.items():
         out = tmp_path_factory.mktemp(method)
         for name in names:
-            settings = FIRST if stage.parse_stage(name)[1] == 1 else SECOND
+            settings = FIRST if methods.parse_stage(name)[1] == 1 else SECOND
             run_stage(name, synthetic_dir, out, *(ARCH if name in ("tp_t1", "sinmo_t1", "hat_t1", "teracon_t1") else []),
                       *settings)
         found[method] = out
@@ -238,9 +242,9 @@ def chains(synthetic_dir, tmp_path_factory):
 
 
 def t1_scores(out, name, synthetic_dir):
-    model, manifest, vocab, _, _ = stage.restore(out / "Models" / name, name)
-    data = stage.load_task_data(1, {**manifest["config"], "data_dir": synthetic_dir}, vocab)
-    view = stage.RULES[stage.parse_stage(name)[0]].eval_view
+    model, manifest, vocab, _, _ = assembly.restore(out / "Models" / name, name)
+    data = data_loader.load_task_data(1, {**manifest["config"], "data_dir": synthetic_dir}, vocab)
+    view = methods.RULES[methods.parse_stage(name)[0]].eval_view
     return keras.ops.convert_to_numpy(model.task_scores(data.test_inputs()[0], 1, view))
 
 
@@ -262,8 +266,8 @@ def test_hat_and_teracon_forget_less_than_sinmoall_and_conure_nothing(chains, sy
 
 def test_hat_barely_moves_the_weights_t1_fully_uses(chains, synthetic_dir):
     out = chains["hat"]
-    first, _, _, _, _ = stage.restore(out / "Models" / "hat_t1", "hat_t1")
-    second, manifest, _, _, _ = stage.restore(out / "Models" / "hat_t2", "hat_t2")
+    first, _, _, _, _ = assembly.restore(out / "Models" / "hat_t1", "hat_t1")
+    second, manifest, _, _, _ = assembly.restore(out / "Models" / "hat_t2", "hat_t2")
     used = hat.cumulative_gates(second, 2, manifest["config"]["smax"]) >= 1 - 1e-4  # [convs, channels]
     assert used.any()
     config, result = manifest["config"], stage.checkpoint.read_json(out / "Results" / "hat_t2.json")
@@ -332,7 +336,7 @@ def test_a_teracon_stage_interrupted_resumes_to_the_same_weights(chains, synthet
 # ---------------------------------------------------------------- gates in the stages and in the forgetting count
 
 def test_a_hat_stage_moves_its_gates_further_than_adam_could(chains):
-    model, manifest, _, _, _ = stage.restore(chains["hat"] / "Models" / "hat_t1", "hat_t1")
+    model, manifest, _, _, _ = assembly.restore(chains["hat"] / "Models" / "hat_t1", "hat_t1")
     config, result = manifest["config"], stage.checkpoint.read_json(chains["hat"] / "Results" / "hat_t1.json")
     gate = model.gates["1"]
     moved = np.abs(keras.ops.convert_to_numpy(gate.embedding) - keras.ops.convert_to_numpy(gate.initial))
@@ -345,7 +349,7 @@ def test_a_hat_stage_moves_its_gates_further_than_adam_could(chains):
 
 
 def test_teracon_gates_conv1_after_its_layernorm_and_relu(chains):
-    model = stage.restore(chains["teracon"] / "Models" / "teracon_t2", "teracon_t2")[0]
+    model = assembly.restore(chains["teracon"] / "Models" / "teracon_t2", "teracon_t2")[0]
     assert model.gate_position == "activation"
     block, tokens = model.backbone.blocks[0], np.array([[3, 4, 5, 6, 7, 8]], np.int32)
     x = model.backbone.embedding(tokens)
@@ -377,7 +381,7 @@ def closed_channel_pair(chains, tmp_path):
 def test_the_forgetting_count_leaves_out_the_weights_of_a_closed_channel(chains, tmp_path):
     reference, later = closed_channel_pair(chains, tmp_path)
     masks = proof.gated_reads(1, [reference, later])
-    model = stage.restore(reference, "hat_t1")[0]
+    model = assembly.restore(reference, "hat_t1")[0]
     conv = model.backbone.convs[1]
     kernel = keras.ops.convert_to_numpy(conv.kernel)
     assert int(masks[conv.path].sum()) == kernel.size - kernel.shape[0] * kernel.shape[1]  # output channel 0 out
@@ -432,7 +436,7 @@ def test_hats_released_training_steps_sgd_on_its_schedule_over_a_hand_made_loss_
     # fall below 1e-4: 0.05 (epochs 1-7), /3 (8-13), /9, /27, /81 (every 5 epochs), /243 (29-33), then stop
     curve = [1.0, 0.9] + [0.95] * 5 + [0.8] + [0.95] * 25 + [0.5] * 10
     rates = [0.05] * 7 + [0.05 / 3] * 6 + [0.05 / 3 ** k for k in (2, 3, 4, 5) for _ in range(5)]
-    config = {**stage.DEFAULTS, **hat.RELEASED_TRAINING, "valid": 0.1, "save_every": 0, "verbose": 0, "xla": False}
+    config = {**settings.DEFAULTS, **hat.RELEASED_TRAINING, "valid": 0.1, "save_every": 0, "verbose": 0, "xla": False}
     model, losses, moved = OneLayer(), iter(curve), []
 
     def evaluate(part):
@@ -469,6 +473,6 @@ def test_hats_released_training_is_hats_stages_own(synthetic_dir, tmp_path, caps
 def test_conures_head_settings_are_refused_on_another_methods_stage_before_any_work(name, setting, synthetic_dir,
                                                                                     tmp_path):
     # no start checkpoint in tmp_path: the refusal comes before the stage reads anything
-    with pytest.raises(stage.ConfigError, match=rf"{setting[2:].split('=')[0]}=.*a setting of Conure's stages"):
+    with pytest.raises(settings.ConfigError, match=rf"{setting[2:].split('=')[0]}=.*a setting of Conure's stages"):
         run_stage(name, synthetic_dir, tmp_path, setting)
     assert not (tmp_path / "Models").exists()

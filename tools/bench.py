@@ -222,9 +222,9 @@ def user_positions(scale, tokens):
 
 def softmax_chunk(scale):
     """The chunk of the item-chunked rows: the stage default, at least 4 chunks on small tables."""
-    import stage
+    import settings
 
-    return min(stage.DEFAULTS["softmax_chunk"], max(scale["items"] // 4, 1))
+    return min(settings.DEFAULTS["softmax_chunk"], max(scale["items"] // 4, 1))
 
 
 def head_classes(row, scale):
@@ -262,9 +262,9 @@ def eval_flops_per_user(scale):
 
 def eval_matmuls(scale):
     """(m, k, n) of evaluation's largest matmuls: one block of users' convolution, its scores."""
-    import stage
+    import settings
 
-    users, channels = stage.EVAL_BLOCK, scale["channels"]
+    users, channels = settings.EVAL_BLOCK, scale["channels"]
     columns = min(scale["items"], EVAL_CHUNK)
     return [(users * user_positions(scale, SEQ_POSITIONS), 3 * channels, channels), (users, channels, columns)]
 
@@ -411,16 +411,16 @@ def time_split(step, data, config, steps):
 
 
 def time_eval(model, data, config, steps, probe, repeats=3):
-    """(held-out users per second of stage.evaluate over `steps` batches, the fastest of `repeats`;
+    """(held-out users per second of evaluate.score over `steps` batches, the fastest of `repeats`;
     the best rate of `probe` timed after each)."""
-    import stage
+    import evaluate
 
     tokens, truth = data.test_inputs()
     capped = {**config, "eval_cap": config["eval_batch_size"] * steps}
-    stage.evaluate(model, 1, data, {**capped, "eval_cap": config["eval_batch_size"]})  # compile
+    evaluate.score(model, 1, data, {**capped, "eval_cap": config["eval_batch_size"]})  # compile
     seconds, probed = [], []
     for _ in range(repeats):
-        seconds.append(_timed(lambda: stage.evaluate(model, 1, data, capped)))
+        seconds.append(_timed(lambda: evaluate.score(model, 1, data, capped)))
         probed.append(probe())
     return min(len(tokens), capped["eval_cap"]) / min(seconds), max(probed)
 
@@ -431,15 +431,16 @@ def build_row(row, scale, seed):
 
     import keras
 
-    import stage
+    import assembly
+    import settings
 
     t1, t2 = bench_data(scale, np.random.default_rng(seed))
     chunk = softmax_chunk(scale) if row.loss == "chunked" else 0
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
-              "batch_size": scale["batch"], "exclude_padding": False, "precision": row.precision,
-              "softmax_chunk": chunk, "full_softmax": row.loss in ("full", "chunked")}
-    xla = (keras.backend.backend() == "tensorflow" and stage.DEFAULTS["xla"]) if row.xla is None else row.xla
-    model = stage.build_model(t1.vocab.size, config, [
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "channels": scale["channels"],
+              "dilations": scale["dilations"], "batch_size": scale["batch"], "exclude_padding": False,
+              "precision": row.precision, "softmax_chunk": chunk, "full_softmax": row.loss in ("full", "chunked")}
+    xla = (keras.backend.backend() == "tensorflow" and settings.DEFAULTS["xla"]) if row.xla is None else row.xla
+    model = assembly.build_model(t1.vocab.size, config, [
         {"task": 1, "n_targets": t1.n_targets, "l2": 0.0}, {"task": 2, "n_targets": T2_TARGETS, "l2": 0.02}][:row.task])
     model.softmax_chunk, model.sampled_sums = chunk, row.sampled_sums
     for conv in model.backbone.convs:
@@ -601,12 +602,13 @@ def print_peaks(peaks, device):
 def measure_eval(scale, seed, probe):
     """(held-out users per second of T1's evaluation, item-chunked ranking at batch 256; the best
     rate of `probe` timed after each repeat)."""
-    import stage
+    import assembly
+    import settings
 
     t1, _ = bench_data(scale, np.random.default_rng(seed))
-    cfg = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"],
-           "eval_batch_size": 256, "eval_chunk": EVAL_CHUNK}
-    model = stage.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
+    cfg = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "channels": scale["channels"],
+           "dilations": scale["dilations"], "eval_batch_size": 256, "eval_chunk": EVAL_CHUNK}
+    model = assembly.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
     return time_eval(model, t1, cfg, max(1, scale["steps"] // 4), probe)
 
 
@@ -651,9 +653,10 @@ PREDICT_BATCH = 256
 def generated_served(scale, numbers, view, rng):
     """predict.Served of a model of the scale's size holding `numbers`, with generated tokens; Conure's
     owner maps give each task the release's share of every kernel (prune ratio 0.7)."""
+    import assembly
     import data_loader
     import predict
-    import stage
+    import settings
     import tasks
 
     vocab = data_loader.Vocab([str(i) for i in range(1, scale["items"] - data_loader.N_RESERVED + 1)],
@@ -661,8 +664,9 @@ def generated_served(scale, numbers, view, rng):
     sizes = {1: vocab.size, **RELEASE_TARGETS}
     targets = {n: data_loader.TargetVocab([f"{n}:{i}" for i in range(sizes[n])], np.ones(sizes[n], dtype=np.int64))
                for n in numbers if n > 1}
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "channels": scale["channels"], "dilations": scale["dilations"]}
-    model = stage.build_model(vocab.size, config, [{"task": n, "n_targets": sizes[n], "l2": 0.0} for n in numbers])
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "channels": scale["channels"],
+              "dilations": scale["dilations"]}
+    model = assembly.build_model(vocab.size, config, [{"task": n, "n_targets": sizes[n], "l2": 0.0} for n in numbers])
     shares = [0.7 ** 6] + [0.7 ** (k - 1) * 0.3 for k in range(1, 7)]  # free, then T1..T6
     for conv in model.backbone.convs:
         conv.owner.assign(rng.choice(7, size=conv.owner.shape, p=shares).astype(np.int8))

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))  # `python tools/data_stats.py` imports the projec
 import data_loader  # noqa: E402
 import paths  # noqa: E402
 import run_all  # noqa: E402
+import settings  # noqa: E402
 import simple_baselines  # noqa: E402
-import stage  # noqa: E402
 import tasks  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def t1_stats(t1, t1_data, config, ks):
              "interactions_on_items_seen_under_5": float(counts[counts < 5].sum() / counts.sum())}
     for k in ks:
         try:
-            kept = stage.load_task_data(1, {**config, "min_item_count": k}, t1_data=t1_data)
+            kept = data_loader.load_task_data(1, {**config, "min_item_count": k}, t1_data=t1_data)
             found[f"k{k}"] = {"training_users": kept.n_train, "items": kept.vocab.size - data_loader.N_RESERVED,
                               **held_out_unknown(*kept.inputs("test"))}
         except data_loader.DataError:
@@ -75,14 +75,14 @@ def baseline_scores(data, number):
 
 def data_stats(data_dir, valid=0.1, ks=(5, 20), baselines=False):
     """{task name: its statistics} for every task file in `data_dir`."""
-    config = {**stage.DEFAULTS, **stage.CHAIN_DEFAULTS, "data_dir": str(data_dir), "valid": valid}
-    t1_data = data_loader.read_t1(stage.task_file(config, 1))
-    t1 = stage.load_task_data(1, config, t1_data=t1_data)
+    config = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "data_dir": str(data_dir), "valid": valid}
+    t1_data = data_loader.read_t1(data_loader.task_file(config, 1))
+    t1 = data_loader.load_task_data(1, config, t1_data=t1_data)
     found = {tasks.task(1).name: t1_stats(t1, t1_data, config, ks)}
     datas = {1: t1}
     for number, task in enumerate(tasks.TASKS[1:], 2):
         if (Path(data_dir) / task.file).is_file():
-            datas[number] = stage.load_task_data(number, config, t1.vocab)
+            datas[number] = data_loader.load_task_data(number, config, t1.vocab)
             found[task.name] = task_stats(datas[number])
     for number, data in datas.items() if baselines else ():
         found[tasks.task(number).name].update(baseline_scores(data, number))
@@ -92,7 +92,7 @@ def data_stats(data_dir, valid=0.1, ks=(5, 20), baselines=False):
 def build_parser():
     """The command line this script accepts (tests/test_docs.py checks the docs against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
+    parser.add_argument("--data_dir", default=settings.DEFAULTS["data_dir"])
     parser.add_argument("--valid", type=float, default=0.1, help="the validation slice, as in the preset")
     parser.add_argument("--k", default="5,20", help="k-core thresholds to try, comma-separated")
     parser.add_argument("--baselines", action="store_true",

@@ -19,11 +19,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python tools/probe.py` imports the project's modules from the root
 
+import assembly  # noqa: E402
 import checkpoint  # noqa: E402
 import data_loader  # noqa: E402
+import evaluate  # noqa: E402
+import methods  # noqa: E402
 import paths  # noqa: E402
+import settings  # noqa: E402
 import simple_baselines  # noqa: E402
-import stage  # noqa: E402
 import tasks  # noqa: E402
 
 BLOCK = 256  # sequences encoded at a time
@@ -31,7 +34,7 @@ BLOCK = 256  # sequences encoded at a time
 
 def representations(model, sources, task, view):
     """(last position, mean over non-padding positions) of the backbone's output, [rows, C] each."""
-    encode = stage.compiled_method(model, ("probe", task, view), lambda tokens: model.hidden(tokens, task, view))
+    encode = evaluate.compiled_method(model, ("probe", task, view), lambda tokens: model.hidden(tokens, task, view))
     last, mean = [], []
     for start in range(0, len(sources), BLOCK):
         rows = sources[start:start + BLOCK]
@@ -50,10 +53,10 @@ def standardised(train, *others):
 
 def probe(directory, task, data_dir, as_task=1, valid=0.1):
     """Held-out accuracy of a logistic regression on each representation, and of the baselines."""
-    model, manifest, vocab, _, _ = stage.restore(directory, stage.script_for(Path(directory).name))
+    model, manifest, vocab, _, _ = assembly.restore(directory, methods.script_for(Path(directory).name))
     config = {**manifest["config"], "data_dir": data_dir, "valid": valid}
-    data = stage.load_task_data(task, config, vocab)
-    view = stage.RULES[stage.parse_stage(manifest["stage"])[0]].eval_view
+    data = data_loader.load_task_data(task, config, vocab)
+    view = methods.RULES[methods.parse_stage(manifest["stage"])[0]].eval_view
     parts = {part: representations(model, data.sources[lines], as_task, view)
              for part, lines in (("train", data.train_lines), ("valid", data.valid_lines), ("test", data.test_lines))}
     found = {"stage": manifest["stage"], "task": task, "as_task": as_task,
@@ -73,8 +76,8 @@ def build_parser():
     parser.add_argument("--stage", required=True, help="checkpoint stage, e.g. ret_t1 or sinmo_t1")
     parser.add_argument("--task", type=int, required=True, help="the classification task to probe, e.g. 4")
     parser.add_argument("--as_task", type=int, default=1, help="whose view of the backbone (default 1: T1's)")
-    parser.add_argument("--data_dir", default=stage.DEFAULTS["data_dir"])
-    parser.add_argument("--out_dir", default=stage.DEFAULTS["out_dir"], help="folder holding Models/")
+    parser.add_argument("--data_dir", default=settings.DEFAULTS["data_dir"])
+    parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"], help="folder holding Models/")
     return parser
 
 
@@ -82,12 +85,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.task not in range(1, len(tasks.TASKS) + 1) or tasks.task(args.task).kind != "class":
-            raise stage.ConfigError(f"--task={args.task}: not a classification task of tasks.py")
+            raise settings.ConfigError(f"--task={args.task}: not a classification task of tasks.py")
         paths.input_dir(args.data_dir, "--data_dir")
         result_path = paths.replaceable(Path(args.out_dir) / "Results" / f"probe_t{args.task}_{args.stage}.json",
                                         "--out_dir", "a results file", Path.is_file)
         found = probe(Path(args.out_dir) / "Models" / args.stage, args.task, args.data_dir, args.as_task)
-    except (stage.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError) as e:
+    except (settings.ConfigError, paths.PathError, data_loader.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     checkpoint.write_json(found, result_path)

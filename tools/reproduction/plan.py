@@ -57,7 +57,8 @@ EXTENSION_RUNS = {"select_seed": 0, "seeds": [1, 2, 3],
 # The main runs repeated on a second kind of machine, so that a verdict compares runs of one kind (each
 # results file records its device; REPRODUCTION.md's header says which runs ran where).
 RERUN = {"ml-1m": {"methods": ["conure"], "seeds": [0, 1, 2]},
-         "ttl-sample": {"methods": ["conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec"], "seeds": [0, 1, 2]}}
+         "ttl-sample": {"methods": ["conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec"],
+                        "seeds": [0, 1, 2]}}
 # HAT trained as its release trains it (`run_all.py --hat_optimizer=sgd`, hat.RELEASED_TRAINING) beside its
 # main runs on the preset's Adam.
 HAT_SGD = {"dataset": "ml-1m", "seeds": [0, 1, 2], "label": "HAT, its release's SGD"}
@@ -326,11 +327,10 @@ def method_rows(dataset):
 
 
 def extension_choices(dataset):
-    """The extension's settings chosen so far on `dataset` (presets.TUNED's "extension"), {} before."""
-    data_dir = Path(DATASETS[dataset]["data_dir"])
-    if not (data_dir / tasks.task(1).file).exists():
-        return {}
-    return dict((presets.DataSettings(data_dir).tuned or {}).get("extension", {}))
+    """The extension's settings chosen so far on `dataset` (presets.TUNED's "extension" of the entry
+    that names it), {} before: read without the data, so a fresh clone reports as the machine that ran."""
+    tuned = next((entry for entry in presets.TUNED.values() if entry.get("dataset") == dataset), {})
+    return dict(tuned.get("extension", {}))
 
 
 def extension_steps(dataset):
@@ -356,7 +356,8 @@ def extension_trials(dataset):
         start_folder = start and folders[json.dumps({**before, key: presets.EXTENSION[key], **later}, sort_keys=True)]
         for value in values:
             settings = {**before, key: value, **later}
-            folder = folders.setdefault(json.dumps(settings, sort_keys=True), extension_dir(dataset, seed, (key, value)))
+            folder = folders.setdefault(json.dumps(settings, sort_keys=True),
+                                        extension_dir(dataset, seed, (key, value)))
             found.append((key, value, settings, folder, start_folder))
     return found
 

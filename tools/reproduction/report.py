@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import run_all
-from tools.reproduction import extension, plan
+from tools.reproduction import extension, plan, readme
 from tools.reproduction.figures import copy_figure, curves_figure, sweep_figure
 from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, method_runs, run_dir, seeds_of,
                                      share_dir, sweep_dir)
@@ -16,7 +16,7 @@ from tools.reproduction.tables import (baseline_row, claim_lines, epochs_table, 
 
 def report(args=None, destination=None):
     """Archive the results under plan.OUT, then write REPRODUCTION.md (and figures/) into `destination`
-    from the archive."""
+    from the archive, and the headline tables of the README there."""
     archive()
     destination = Path(destination or plan.ROOT)
     lines = header_lines() + ["## What has run", "",
@@ -64,6 +64,9 @@ def report(args=None, destination=None):
         lines += [""] + extension.section(dataset)
     (destination / "REPRODUCTION.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {destination / 'REPRODUCTION.md'}")
+    if (destination / "README.md").exists():
+        readme.update(destination / "README.md")
+        print(f"updated the headline tables of {destination / 'README.md'}")
 
 
 def header_lines():

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
+import methods
 import presets
 import run_all
-from predict import plural
+from wording import plural
 import tasks
 from tools.reproduction import plan
 from tools.reproduction.plan import archived, method_runs, run_dir
@@ -20,7 +21,7 @@ def load_json(path):
 def own_stage(method, number):
     if method == "conure":
         return f"ret_t{number}"
-    if run_all.stage.RULES[method].gates:  # HAT and TERACON train their own T1
+    if methods.RULES[method].gates:  # HAT and TERACON train their own T1
         return f"{method}_t{number}"
     return "sinmo_t1" if number == 1 else f"{method}_t{number}"
 
@@ -78,19 +79,19 @@ def machine_gap(pairs, metric):
 def judge(mine, theirs, metric, gap=None):
     """compare() on one machine where both sides have two seeds or more on it (the one giving the more),
     else between each side's largest group, across machines with the spread widened by `gap`
-    (machine_gap; None: not judged). Returns (verdict, difference, noise, where: the machine, or
-    "A vs B, ...")."""
+    (machine_gap; None: not judged). Returns (verdict, difference, noise, where: the machine or
+    "A vs B", the gap added to the noise or None)."""
     a, b = by_machine(mine), by_machine(theirs)
     common = [m for m in a if m in b and min(len(a[m]), len(b[m])) > 1]
     if common:
         where = max(common, key=lambda m: min(len(a[m]), len(b[m])))
-        return (*compare(a[where], b[where], metric), where)
+        return (*compare(a[where], b[where], metric), where, None)
     x, y = max(a, key=lambda m: len(a[m])), max(b, key=lambda m: len(b[m]))
     if x == y:
-        return (*compare(a[x], b[y], metric), x)
+        return (*compare(a[x], b[y], metric), x, None)
     if gap is None:
-        return "two machines", spread(a[x], metric)[0] - spread(b[y], metric)[0], float("nan"), f"{x} vs {y}"
-    return (*compare(a[x], b[y], metric, gap), f"{x} vs {y}, the spread widened by their gap {gap:.4f}")
+        return "two machines", spread(a[x], metric)[0] - spread(b[y], metric)[0], float("nan"), f"{x} vs {y}", None
+    return (*compare(a[x], b[y], metric, gap), f"{x} vs {y}", gap)
 
 
 def values(results, metric):
@@ -202,8 +203,8 @@ def setting_results(spec, values, directory):
     for value in values:
         runs = [directory(value, seed) for seed in spec["seeds"]]
         fitted = [b for b in (baselines(spec["dataset"], d) for d in runs) if b]
-        methods = {method: {k: collect(runs, method, k) for k in numbers} for method in spec["methods"]}
-        yield value, fitted, {method: found for method, found in methods.items() if any(found.values())}
+        per_method = {method: {k: collect(runs, method, k) for k in numbers} for method in spec["methods"]}
+        yield value, fitted, {method: found for method, found in per_method.items() if any(found.values())}
 
 
 def t1_config(directories):

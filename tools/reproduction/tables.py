@@ -207,7 +207,7 @@ def item_loss_verdicts():
         for k in later:
             mine, theirs = collect(softmax, "conure", k), collect(directories, method, k, last)
             if mine and theirs:
-                verdict, difference, noise, where = judge(mine, theirs, run_all.main_metric(k))
+                verdict, difference, noise, where, _ = judge(mine, theirs, run_all.main_metric(k))
                 found.append(f"T{k} {difference:+.4f} ({verdict}; {where})" if verdict in ("one seed", "two machines")
                              else f"T{k} {difference:+.4f} vs spread {noise:.4f}: {verdict.replace('tie', 'level')} "
                                   f"({where})")

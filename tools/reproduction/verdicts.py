@@ -21,8 +21,9 @@ def rerun_gap(dataset, number, metric, last=None):
 
 
 def task_verdict(dataset, mine, theirs, number, last):
-    """(verdict, difference, noise, where) of one side's runs against the other's on task `number`
-    with the final models, and the verdict at the task's own stage. `mine` and `theirs`: (folders, method)."""
+    """(verdict, difference, noise, where, machines' gap, the verdict at the task's own stage) of one
+    side's runs against the other's on task `number` with the final models (results.judge). `mine` and
+    `theirs`: (folders, method)."""
     metric = run_all.main_metric(number)
     found = {}
     for reading in (last, None):
@@ -34,10 +35,10 @@ def task_verdict(dataset, mine, theirs, number, last):
     return (*found[last], found[None][0] if None in found else None)
 
 
-def verdict_text(number, verdict, difference, noise, where, own, common):
-    """'T2 +0.0146 (spread 0.0064)', with the machines where not `common` and the own-stage verdict
-    where it differs."""
-    notes = [] if where == common else [where]
+def verdict_text(number, verdict, difference, noise, where, gap, own, common):
+    """'T2 +0.0146 (spread 0.0064)', with the machines where not `common`, the machines' gap in the
+    spread, and the own-stage verdict where it differs."""
+    notes = ([] if where == common else [where]) + ([f"with the machines' gap {gap:.4f}"] if gap is not None else [])
     if own and own != verdict:
         notes.append(f"at its own stage: {own.replace('tie', 'within the spread')}")
     if verdict in ("one seed", "two machines"):
@@ -53,7 +54,7 @@ def versus_line(dataset, label, mine, theirs, numbers):
     if not verdicts:
         return None
     places = [found[3] for _, found in verdicts]
-    common = max(set(places), key=places.count)
+    common = max(dict.fromkeys(places), key=places.count)
     tally = {v: sum(1 for _, found in verdicts if found[0] == v) for v in ("better", "tie", "worse")}
     unjudged = len(verdicts) - sum(tally.values())
     return (f"- {label} (final models; on {common} unless a task says otherwise): better on {tally['better']}, "
@@ -87,7 +88,7 @@ def teracon_claim_lines(dataset):
     holds = ("is not judged yet" if not judged else "holds here" if len(better) == len(judged)
              else "holds on part of them here" if better else "does not hold here")
     places = [found[3] for _, found in verdicts]
-    common = max(set(places), key=places.count)
+    common = max(dict.fromkeys(places), key=places.count)
     return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds}, with the final models: better "
             f"beyond the spread on {', '.join(better) or 'no task'} of {len(judged)} judged (on {common} unless a "
             f"task says otherwise; " + ", ".join(verdict_text(k, *found, common) for k, found in verdicts) + ")."]
