@@ -65,7 +65,8 @@ TUNED = {  # T1 file SHA-256 -> settings chosen on the validation slice (docs/tr
         "methods": {"hat": {"later": {"learning_rate": 1e-3}},
                     "teracon": {"t2": {"learning_rate": 1e-3}, "later": {"learning_rate": 1e-4}}},
         # the extension's settings, chosen one at a time on seed 0's validation slice (docs/extension.md)
-        "extension": {"embedding": "delta", "pooling": "mean", "task_dropout": 0.0, "shared_lr_scale": 1.0},
+        "extension": {"embedding": "delta", "pooling": "mean", "task_dropout": 0.0, "shared_lr_scale": 1.0,
+                      "item_loss": "softmax"},
     },
     "cad3e4de7104d1203f4937c1035fcc0e0198f7db6d24bbe60487901bbae34188": {
         "name": "the TTL sample (10,000 users)",
