@@ -4,6 +4,7 @@ from pathlib import Path
 import run_all
 from tools.reproduction import extension, plan, readme
 from tools.reproduction.figures import copy_figure, curves_figure, sweep_figure
+from wording import plural
 from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, method_runs, run_dir, seeds_of,
                                      share_dir, sweep_dir)
 from tools.reproduction.results import (architecture_text, baselines, load_json, machine, own_stage,
@@ -104,7 +105,8 @@ def header_lines():
             "without a bias, the current batch's relation ratio and conv1's gate before its LayerNorm). Made by "
             f"`git checkout {plan.SHARED_PROTOCOL['commit']} && python tools/reproduce.py run --methods=hat,teracon`; "
             "their share of parameters changed counts every conv weight, as that code did.", "",
-            f"Machines (the one each experiment ran on is in the table below): {machine_line()}.", ""]
+            "Machines, and the runs each one ran (each experiment's is in the table below):", "",
+            *machine_lines(), ""]
 
 
 def dataset_section(dataset, destination):
@@ -192,18 +194,21 @@ def progress_lines():
     return lines
 
 
-def machine_line():
-    """Each kind of machine the runs' T1 stages ran on, its device and libraries, and the methods (and
-    repeats) it ran ('n/a' before any)."""
+def machine_lines():
+    """A line per kind of machine the runs' T1 stages ran on: its device and libraries, and the methods
+    (and repeats) it ran."""
     machines = {}
     for dataset in plan.DATASETS:
-        for label, folders, method in plan.method_rows(dataset):
+        rows = plan.method_rows(dataset) + [(extension.LABEL, extension.extension_runs(dataset), "conure")]
+        for label, folders, method in rows:
             for directory in folders:
                 result = load_json(archived(directory) / f"{own_stage(method, 1)}.json")
                 if result and result.get("eval_settings"):
                     settings = result["eval_settings"]
-                    described = f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}"
+                    threads = settings.get("intra_op_threads") or settings.get("cpu_threads")
+                    described = (f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}, "
+                                 f"{plural(threads, 'intra-op thread')}")
                     repeat = " repeated" if "rerun-seed" in directory.name else ""
                     machines.setdefault(described, []).append(f"{label}{repeat}")
-    return "; ".join(f"{described} ({', '.join(dict.fromkeys(labels))})"
-                     for described, labels in machines.items()) or "n/a"
+    return [f"- {described}: {'; '.join(dict.fromkeys(labels))}." for described, labels in machines.items()] or [
+        "- none yet."]
