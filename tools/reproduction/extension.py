@@ -87,32 +87,55 @@ def cost_table(dataset):
     return lines
 
 
+def standing(dataset, number):
+    """Task `number` of the extension against every method with the final models (verdicts.task_verdict)
+    and against the strong simple baseline (`place`): {"own": its results, "best": the best other method
+    and its verdict, "ahead": the methods ahead beyond the spread, "unjudged": those not judged,
+    "baseline": (place, bar) or None}; None before two seeds of the extension."""
+    numbers, fitted, metric = numbers_of(dataset), baselines(dataset), run_all.main_metric(number)
+    mine = (extension_runs(dataset), "conure")
+    own = collect(mine[0], "conure", number, numbers[-1])
+    found = {label: (verdicts.task_verdict(dataset, mine, (folders, method), number, numbers[-1]),
+                     collect(folders, method, number, numbers[-1]))
+             for label, folders, method in compared_rows(dataset)}
+    found = {label: pair for label, pair in found.items() if pair[0]}
+    if len(own) < 2 or not found:
+        return None
+    best = max(found, key=lambda label: max(spread(g, metric)[0] for g in by_machine(found[label][1]).values()))
+    bar = fitted[number]["strong"][metric] if fitted and number in fitted else None
+    return {"own": own, "best": (best, found[best][0]),
+            "ahead": [label for label, (v, _) in found.items() if v[0] == "worse"],
+            "unjudged": [label for label, (v, _) in found.items() if v[0] not in ("better", "tie", "worse")],
+            "baseline": bar is not None and (place(own, bar, metric), bar)}
+
+
 def trails_table(dataset):
     """Per task, the extension against every method (final models; a gap counts beyond both spreads, on
     one kind of machine or widened by the machines' gap) and against the strong simple baseline (beyond
     the spread plus the held-out users' standard error): the best other method, the verdict against it
-    and the methods ahead of the extension."""
-    numbers, fitted = numbers_of(dataset), baselines(dataset)
-    mine = (extension_runs(dataset), "conure")
+    and the methods ahead of the extension; then a line on the tasks where it trails."""
     lines = ["| task | the extension | best other method | against it | methods ahead beyond the spread | "
              "against the strong simple baseline |", "|---|---|---|---|---|---|"]
-    for k in numbers:
-        metric, own = run_all.main_metric(k), collect(mine[0], "conure", k, numbers[-1])
-        found = {label: (verdicts.task_verdict(dataset, mine, (folders, method), k, numbers[-1]),
-                         collect(folders, method, k, numbers[-1])) for label, folders, method in compared_rows(dataset)}
-        found = {label: pair for label, pair in found.items() if pair[0]}
-        if len(own) < 2 or not found:
-            continue
-        best = max(found, key=lambda label: max(spread(g, metric)[0] for g in by_machine(found[label][1]).values()))
-        verdict, difference, noise, where, gap, _ = found[best][0]
-        ahead = [label for label, (v, _) in found.items() if v[0] == "worse"]
-        bar = fitted[k]["strong"][metric] if fitted and k in fitted else None
-        lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(own, [metric])} | {best} "
+    found = {k: standing(dataset, k) for k in numbers_of(dataset)}
+    found = {k: row for k, row in found.items() if row}
+    for k, row in found.items():
+        metric, (best, (verdict, difference, noise, where, gap, _)) = run_all.main_metric(k), row["best"]
+        place_text = "n/a" if not row["baseline"] else f"{row['baseline'][0]} ({row['baseline'][1]:.4f})"
+        lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(row['own'], [metric])} | {best} "
                      f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}"
-                     + ("" if gap is None else f" with the machines' gap {gap:.4f}") + ") | "
-                     f"{', '.join(ahead) or 'none'} | "
-                     + ("n/a" if bar is None else f"{place(own, bar, metric)} ({bar:.4f})") + " |")
-    return lines if len(lines) > 2 else ["(fewer than two seeds yet)"]
+                     + ("" if gap is None else f" with the machines' gap {gap:.4f}") + f") | "
+                     f"{', '.join(row['ahead']) or 'none'} | {place_text} |")
+    if not found:
+        return ["(fewer than two seeds yet)"]
+    trailing = [f"T{k} ({', '.join(row['ahead'])})" for k, row in found.items() if row["ahead"]]
+    below = [f"T{k}" for k, row in found.items() if row["baseline"] and row["baseline"][0] == "below"]
+    unjudged = sorted({label for row in found.values() for label in row["unjudged"]})
+    summary = (f"- Of {len(found)} tasks judged, the extension trails a method beyond the spread on {len(trailing)}"
+               + (f": {'; '.join(trailing)}" if trailing else "")
+               + f"; it is below the strong simple baseline on {', '.join(below) or 'none'}"
+               + (f"; not judged against {', '.join(unjudged)} (one seed, or two machines without a seed run on "
+                  "both)" if unjudged else "") + ".")
+    return lines + ["", summary]
 
 
 def section(dataset):
@@ -125,6 +148,6 @@ def section(dataset):
     lines += ["", "At the settings chosen beside every method, each with its final model (mean ± std over seeds):",
               ""] + tables.quality_table(dataset, rows=[(LABEL, extension_runs(dataset), "conure")]
                                          + compared_rows(dataset), metrics=lambda k: [run_all.main_metric(k)])
-    lines += ["", "Does it trail any method?", ""] + trails_table(dataset)
+    lines += ["", "Does it trail any method? Each task with each method's final model:", ""] + trails_table(dataset)
     lines += ["", "What it costs beside Conure:", ""] + cost_table(dataset)
     return lines + [""] + zero_forgetting_line(extension_runs(dataset), "with the extension") + [""]
