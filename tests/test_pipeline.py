@@ -400,3 +400,24 @@ def test_a_verdict_across_two_machines_names_both_and_widens_the_spread_by_their
     assert verdict == "better" and noise == pytest.approx(0.02 + 0.05) and widened == pytest.approx(0.05)
     assert where == "AMD EPYC vs Intel Xeon"
     assert judge(mine, theirs, "accuracy", 0.09)[0] == "tie"  # a gap as large as the difference: level
+
+
+def test_the_extension_trails_table_names_the_methods_ahead_and_the_better_simple_baseline(two_task_archive):
+    from tools.reproduction import extension
+
+    plan = two_task_archive
+    for seed, shift in ((1, 0.0), (2, 0.002)):
+        for name, score in {"ret_t1": 0.120, "eval_t1_ret_t2": 0.120, "ret_t2": 0.060}.items():
+            path = plan.archived(plan.extension_dir("tiny", seed)) / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"MRR@5": score / 2, "HR@5": score + shift, "NDCG@5": score / 2, "n_eval": 1000,
+                                        "eval_settings": {"device": "CPU Some Machine, avx2 (x86_64, 2 cores)"}}))
+    fitted = {json.dumps([k, {}]): {"trivial": {"HR@5": trivial}, "strong": {"HR@5": strong},
+                                    "trivial_name": "popularity", "strong_name": "Markov chain"}
+              for k, trivial, strong in ((1, 0.200, 0.100), (2, 0.010, 0.030))}
+    (plan.archived(plan.run_dir("tiny", 0)) / run_all.BASELINES_FILE).write_text(json.dumps(fitted))
+    *rows, _, summary = extension.trails_table("tiny")
+    assert rows[2].endswith("| below popularity (0.2000) |") and rows[3].endswith("| above Markov chain (0.0300) |")
+    assert rows[2].split(" | ")[4] == "none" and rows[3].split(" | ")[4] == "TERACON"
+    assert summary == ("- Of 2 tasks judged, the extension trails a method beyond the spread on 1: T2 (TERACON); "
+                       "it is below the better simple baseline on T1.")

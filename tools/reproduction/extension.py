@@ -89,9 +89,9 @@ def cost_table(dataset):
 
 def standing(dataset, number):
     """Task `number` of the extension against every method with the final models (verdicts.task_verdict)
-    and against the strong simple baseline (`place`): {"own": its results, "best": the best other method
+    and against the better simple baseline (`place`): {"own": its results, "best": the best other method
     and its verdict, "ahead": the methods ahead beyond the spread, "unjudged": those not judged,
-    "baseline": (place, bar) or None}; None before two seeds of the extension."""
+    "baseline": (place, the baseline's name, its score) or None}; None before two seeds of the extension."""
     numbers, fitted, metric = numbers_of(dataset), baselines(dataset), run_all.main_metric(number)
     mine = (extension_runs(dataset), "conure")
     own = collect(mine[0], "conure", number, numbers[-1])
@@ -102,25 +102,32 @@ def standing(dataset, number):
     if len(own) < 2 or not found:
         return None
     best = max(found, key=lambda label: max(spread(g, metric)[0] for g in by_machine(found[label][1]).values()))
-    bar = fitted[number]["strong"][metric] if fitted and number in fitted else None
+    bar = best_simple_baseline(fitted[number], metric) if fitted and number in fitted else None
     return {"own": own, "best": (best, found[best][0]),
             "ahead": [label for label, (v, _) in found.items() if v[0] == "worse"],
             "unjudged": [label for label, (v, _) in found.items() if v[0] not in ("better", "tie", "worse")],
-            "baseline": bar is not None and (place(own, bar, metric), bar)}
+            "baseline": bar is not None and (place(own, bar[1], metric), *bar)}
+
+
+def best_simple_baseline(fitted_task, metric):
+    """(name, score) of the better simple baseline of one task: the trivial one (popularity or the
+    majority label) or the strong one (Markov chain, co-occurrence or logistic regression)."""
+    part = max(("trivial", "strong"), key=lambda p: fitted_task[p][metric])
+    return fitted_task[f"{part}_name"], fitted_task[part][metric]
 
 
 def trails_table(dataset):
     """Per task, the extension against every method (final models; a gap counts beyond both spreads, on
-    one kind of machine or widened by the machines' gap) and against the strong simple baseline (beyond
+    one kind of machine or widened by the machines' gap) and against the better simple baseline (beyond
     the spread plus the held-out users' standard error): the best other method, the verdict against it
     and the methods ahead of the extension; then a line on the tasks where it trails."""
     lines = ["| task | the extension | best other method | against it | methods ahead beyond the spread | "
-             "against the strong simple baseline |", "|---|---|---|---|---|---|"]
+             "against the better simple baseline |", "|---|---|---|---|---|---|"]
     found = {k: standing(dataset, k) for k in numbers_of(dataset)}
     found = {k: row for k, row in found.items() if row}
     for k, row in found.items():
         metric, (best, (verdict, difference, noise, where, gap, _)) = run_all.main_metric(k), row["best"]
-        place_text = "n/a" if not row["baseline"] else f"{row['baseline'][0]} ({row['baseline'][1]:.4f})"
+        place_text = "n/a" if not row["baseline"] else "{} {} ({:.4f})".format(*row["baseline"])
         lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(row['own'], [metric])} | {best} "
                      f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}"
                      + ("" if gap is None else f" with the machines' gap {gap:.4f}") + f") | "
@@ -132,7 +139,7 @@ def trails_table(dataset):
     unjudged = sorted({label for row in found.values() for label in row["unjudged"]})
     summary = (f"- Of {len(found)} tasks judged, the extension trails a method beyond the spread on {len(trailing)}"
                + (f": {'; '.join(trailing)}" if trailing else "")
-               + f"; it is below the strong simple baseline on {', '.join(below) or 'none'}"
+               + f"; it is below the better simple baseline on {', '.join(below) or 'none'}"
                + (f"; not judged against {', '.join(unjudged)} (one seed, or two machines without a seed run on "
                   "both)" if unjudged else "") + ".")
     return lines + ["", summary]
