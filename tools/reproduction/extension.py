@@ -127,7 +127,8 @@ def trails_table(dataset):
     found = {k: row for k, row in found.items() if row}
     for k, row in found.items():
         metric, (best, (verdict, difference, noise, where, gap, _)) = run_all.main_metric(k), row["best"]
-        place_text = "n/a" if not row["baseline"] else "{} {} ({:.4f})".format(*row["baseline"])
+        place_text = "n/a" if not row["baseline"] else "{} {} ({:.4f})".format(
+            row["baseline"][0].replace("level", "level with"), *row["baseline"][1:])
         lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(row['own'], [metric])} | {best} "
                      f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}"
                      + ("" if gap is None else f" with the machines' gap {gap:.4f}") + f") | "
