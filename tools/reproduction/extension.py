@@ -9,8 +9,8 @@ import run_all
 import tasks
 from tools.reproduction import plan, tables, verdicts
 from tools.reproduction.plan import archived, extension_dir
-from tools.reproduction.results import (baselines, by_machine, collect, counted_cell, load_json, machine, numbers_of,
-                                        place, spread, zero_forgetting_line)
+from tools.reproduction.results import (baselines, best_simple_baseline, by_machine, collect, counted_cell,
+                                        load_json, machine, numbers_of, place, spread, zero_forgetting_line)
 
 LABEL = "Conure with the extension"
 
@@ -107,13 +107,6 @@ def standing(dataset, number):
             "ahead": [label for label, (v, _) in found.items() if v[0] == "worse"],
             "unjudged": [label for label, (v, _) in found.items() if v[0] not in ("better", "tie", "worse")],
             "baseline": bar is not None and (place(own, bar[1], metric), *bar)}
-
-
-def best_simple_baseline(fitted_task, metric):
-    """(name, score) of the better simple baseline of one task: the trivial one (popularity or the
-    majority label) or the strong one (Markov chain, co-occurrence or logistic regression)."""
-    part = max(("trivial", "strong"), key=lambda p: fitted_task[p][metric])
-    return fitted_task[f"{part}_name"], fitted_task[part][metric]
 
 
 def trails_table(dataset):

@@ -191,6 +191,13 @@ def place(results, bar, metric):
     return "above" if mean - bar > noise else "below" if bar - mean > noise else "level"
 
 
+def best_simple_baseline(fitted_task, metric):
+    """(name, score) of the better simple baseline of one task: the trivial one (popularity or the
+    majority label) or the strong one (Markov chain, co-occurrence or logistic regression)."""
+    part = max(("trivial", "strong"), key=lambda p: fitted_task[p][metric])
+    return fitted_task[f"{part}_name"], fitted_task[part][metric]
+
+
 def baseline_mean(fitted, part, k):
     """Mean over the runs' simple baselines (`fitted`) of task k's `part` baseline's main metric."""
     return float(np.mean([b[k][part][run_all.main_metric(k)] for b in fitted if k in b]))

@@ -6,9 +6,9 @@ import run_all
 import tasks
 from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
-from tools.reproduction.results import (architecture_text, baseline_mean, baselines, by_machine, collect,
-                                        counted_cell, first_t1_config, forgetting_rows, forgotten_nothing, judge,
-                                        load_json, machine,
+from tools.reproduction.results import (architecture_text, baseline_mean, baselines, best_simple_baseline,
+                                        by_machine, collect, counted_cell, first_t1_config, forgetting_rows,
+                                        forgotten_nothing, judge, load_json, machine,
                                         metrics_of, numbers_of, place, selection_text, setting_results, spread,
                                         stage_order, stage_results, t1_config)
 
@@ -128,7 +128,7 @@ def claim_lines(dataset):
             for k in numbers_of(dataset):
                 results = collect(method_runs(dataset, method), method, k)
                 for metric in (m for m in metrics_of(k) if m != "NDCG@5") if results and k in found else ():
-                    best = max(found[k]["trivial"][metric], found[k]["strong"][metric])
+                    best = best_simple_baseline(found[k], metric)[1]
                     mean, std, n = spread(results, metric)
                     side = "above" if mean - std > best else "below" if mean + std < best else "level with"
                     above.append(f"T{k} {metric} {side} ({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs "
