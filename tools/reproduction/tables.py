@@ -8,9 +8,9 @@ from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
 from tools.reproduction.results import (architecture_text, baseline_mean, baselines, best_simple_baseline,
                                         by_machine, collect, counted_cell, first_t1_config, forgetting_rows,
-                                        forgotten_nothing, judge, load_json, machine,
-                                        metrics_of, numbers_of, place, selection_text, setting_results, spread,
-                                        stage_order, stage_results, t1_config)
+                                        forgotten_nothing, judge, load_json, machine, metrics_of, numbers_of,
+                                        place, selection_text, setting_results, spread, stage_order,
+                                        stage_results, t1_config)
 
 
 def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing="", blank=0):
