@@ -354,6 +354,7 @@ def two_task_archive(tmp_path, monkeypatch):
                 path = plan.archived(plan.run_dir("tiny", seed)) / f"{name}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"MRR@5": score / 2, "HR@5": score + shift, "NDCG@5": score / 2,
+                                            "n_eval": 1000,
                                             "eval_settings": {"device": "CPU Some Machine, avx2 (x86_64, 2 cores)"}}))
     return plan
 
@@ -376,6 +377,19 @@ def test_a_verdict_reads_the_final_models_and_says_where_the_own_stage_reads_oth
     assert line.startswith("- Conure vs TERACON on every task (final models; on Some Machine")
     assert "better on 1, within the spread on 0, worse on 1" in line
     assert "T1 +0.0300 (spread 0.0028; at its own stage: worse)" in line and "T2 -0.0200 (spread 0.0028)" in line
+
+
+def test_a_claim_against_a_simple_baseline_counts_the_held_out_error_beside_the_seeds_spread(two_task_archive):
+    from tools.reproduction import tables
+
+    fitted = {json.dumps([k, {}]): {"trivial": {"HR@5": 0.01, "MRR@5": 0.01}, "strong": {"HR@5": hr, "MRR@5": hr / 2},
+                                    "trivial_name": "popularity", "strong_name": "Markov chain"}
+              for k, hr in ((1, 0.112), (2, 0.030))}
+    (two_task_archive.archived(two_task_archive.run_dir("tiny", 0)) / run_all.BASELINES_FILE).write_text(json.dumps(fitted))
+    line, = tables.simple_baseline_lines("tiny")
+    # T1's lead (0.009) exceeds the seeds' std (0.0014) but not std + the held-out error on 1000 users (0.0114)
+    assert "T1 HR@5 level with (0.1210 ± 0.0014 vs 0.1120, n=2)" in line
+    assert "T2 HR@5 above (0.0510 ± 0.0014 vs 0.0300, n=2)" in line
 
 
 def on(device, *values):
