@@ -143,7 +143,7 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
 def prove_task(number, stage_name, out_dir="Data", reference=None):
     """The weight-level proof for task `number` between its own checkpoint and `stage_name`."""
     methods.parse_stage(stage_name)
-    reference = reference or proof.own_stage(stage_name, number)
+    reference = reference or methods.own_stage(methods.parse_stage(stage_name)[0], number)
     assembly.chain_entry(checkpoint.read_manifest(Path(out_dir) / "Models" / stage_name,
                                                   methods.script_for(stage_name)), number)
     return proof.prove_stage(number, stage_name, Path(out_dir) / "Models", reference)

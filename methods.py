@@ -37,23 +37,51 @@ class Rule:
     gates: str = ""          # task gates on the conv outputs: "hat" or "teracon"
     every_task: bool = False  # every task's head and gate trains too (TERACON)
     linear_heads: bool = False  # heads with a bias, every task trained with a full softmax (TERACON)
+    one_model: bool = False   # one model serves every task it finished: each is scored after every later stage
     defaults: dict = field(default_factory=dict)
     objective: Callable = objective.plain  # objective.py: the loss, batch extras and update rules of a stage
 
 
 RULES = {
-    "tp": Rule("train", "infer", shared=False, convs=True, prune=True, shared_t1=True),
-    "ret": Rule("retrain", "infer", shared=False, convs=True),
+    "tp": Rule("train", "infer", shared=False, convs=True, prune=True, shared_t1=True, one_model=True),
+    "ret": Rule("retrain", "infer", shared=False, convs=True, one_model=True),
     "sinmo": Rule("full", "full", shared=True, convs=True),
-    "sinmoall": Rule("full", "full", shared=True, convs=True, first_task=2),
+    "sinmoall": Rule("full", "full", shared=True, convs=True, first_task=2, one_model=True),
     "finall": Rule("full", "full", shared=True, convs=True, first_task=2),
     "finesmax": Rule("full", "full", shared=False, convs=False, first_task=2),
     "peterrec": Rule("full", "full", shared=False, convs=False, patches=True, first_task=2),
-    "hat": Rule("full", "full", shared=False, convs=True, shared_t1=True, gates="hat",
+    "hat": Rule("full", "full", shared=False, convs=True, shared_t1=True, gates="hat", one_model=True,
                 defaults={"smax": 400.0, "hat_c": 0.75}, objective=hat.objective),
     "teracon": Rule("full", "full", shared=True, convs=True, gates="teracon", every_task=True, linear_heads=True,
-                    defaults={"smax": 50.0, "alpha": 0.7, "retention_items": 65536}, objective=teracon.objective),
+                    one_model=True, defaults={"smax": 50.0, "alpha": 0.7, "retention_items": 65536}, objective=teracon.objective),
 }
+
+CONURE_PHASES = ("tp", "ret")  # Conure's two stages of a task: train and prune, then retrain
+
+
+def method_of(phase):
+    """The method a kind of stage belongs to: 'conure' for tp and ret, else the kind itself."""
+    return "conure" if phase in CONURE_PHASES else phase
+
+
+def rule_of(method):
+    """The rule of a method's stage that finishes a task (Conure: ret)."""
+    return RULES[CONURE_PHASES[-1] if method == "conure" else method]
+
+
+def own_stage(method, number):
+    """The stage that finishes task K under `method` (a method name or one of its kinds of stage)."""
+    method = method_of(method)
+    if method == "conure":
+        return f"{CONURE_PHASES[-1]}_t{number}"
+    return "sinmo_t1" if number == 1 and not RULES[method].gates else f"{method}_t{number}"
+
+
+def stage_names(method, numbers):
+    """The stages a method runs, in order, for tasks `numbers` (a chain from T1)."""
+    if method == "conure":
+        return [f"{phase}_t{k}" for k in numbers for phase in CONURE_PHASES]
+    return list(dict.fromkeys(own_stage(method, k) for k in numbers))
 
 
 def parse_stage(name):

@@ -116,7 +116,7 @@ def answerable(manifest):
     if phase == "tp":
         return [n for n in held if n != number], (
             f"holds T{number} pruned but not retrained: use ret_t{number} or a later stage")
-    if phase == "ret" or methods.RULES[phase].gates:
+    if methods.RULES[phase].one_model:
         return held, f"holds T{held[0]}-T{held[-1]}: a later task needs its own stage"
     return [number], f"is a {phase} model of T{number} alone"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import checkpoint
+import methods
 import pruning
 
 
@@ -37,18 +38,6 @@ class Proof:
 
     def short(self):
         return f"{self.identical:,}/{self.compared:,}"
-
-
-def own_stage(stage_name, task):
-    """The checkpoint where task K was finished, under the method of `stage_name`."""
-    phase = stage_name.partition("_t")[0]
-    if phase in ("tp", "ret"):
-        return f"ret_t{task}"
-    if phase in ("hat", "teracon"):
-        return f"{phase}_t{task}"
-    if task == 1:
-        return "sinmo_t1"
-    return f"{'sinmoall' if phase == 'sinmoall' else phase}_t{task}"
 
 
 def reads(path, task):
@@ -122,8 +111,8 @@ def prove(task, reference_dir, later_dir, owned_only, read_masks=None):
 
 def prove_stage(task, stage_name, models_dir, reference=None):
     """Proof for task K between its own checkpoint (or `reference`) and `stage_name`."""
-    reference = reference or own_stage(stage_name, task)
-    phase = stage_name.partition("_t")[0]
+    phase = methods.parse_stage(stage_name)[0]
+    reference = reference or methods.own_stage(phase, task)
     directories = (Path(models_dir) / reference, Path(models_dir) / stage_name)
-    read_masks = gated_reads(task, directories) if phase in ("hat", "teracon") else None
-    return prove(task, *directories, owned_only=phase in ("tp", "ret"), read_masks=read_masks)
+    read_masks = gated_reads(task, directories) if methods.RULES[phase].gates else None
+    return prove(task, *directories, owned_only=phase in methods.CONURE_PHASES, read_masks=read_masks)

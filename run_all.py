@@ -40,7 +40,7 @@ from wording import plural
 ROOT = Path(__file__).resolve().parent
 METHODS = ("conure", "sinmo", "sinmoall", "finall", "finesmax", "peterrec", "hat", "teracon")
 CHAIN_OPTIONS = ("channels", "dilations", "train_share", "min_item_count")  # set at each chain's first stage
-ONE_MODEL = ("conure", "sinmoall", "hat", "teracon")  # one model serves every task: each is scored after every later stage
+ONE_MODEL = tuple(m for m in METHODS if methods.rule_of(m).one_model)  # each task scored after every later stage
 BASELINES_FILE = "simple_baselines.json"  # in Results/: the simple baselines, one entry per task and split
 
 
@@ -78,15 +78,6 @@ def parse_dilations(text):
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers like 1,4,1,4")
 
 
-def stage_names(method, numbers):
-    if method == "conure":
-        return [f"{phase}_t{k}" for k in numbers for phase in ("tp", "ret")]
-    if methods.RULES[method].gates:
-        return [f"{method}_t{k}" for k in numbers]
-    first = "sinmo_t1"
-    return [first] + [f"{method}_t{k}" for k in numbers if k > 1]
-
-
 def script_block(name):
     script = ROOT / f"conure_{name}.py"
     return settings.hyperparameters(runpy.run_path(str(script))) if script.exists() else {}
@@ -96,7 +87,7 @@ def stage_block(name):
     """(source, the hyperparameters a stage runs with before presets): its script's block; a baseline
     takes the tp script's block with the epochs of tp and ret together."""
     phase, number = methods.parse_stage(name)
-    if phase in ("tp", "ret"):
+    if phase in methods.CONURE_PHASES:
         return f"script block (conure_{name}.py)", script_block(name)
     block = script_block(f"tp_t{number}")
     block["epochs"] = block.get("epochs", settings.DEFAULTS["epochs"]) + script_block(f"ret_t{number}").get("epochs", 0)
@@ -162,7 +153,7 @@ def run(args):
     if args.hat_optimizer and args.method != "hat":
         raise settings.ConfigError(f"--hat_optimizer={args.hat_optimizer}: a setting of HAT's stages (--method=hat), "
                                    f"not of {args.method}'s")
-    names = stage_names(args.method, numbers)
+    names = methods.stage_names(args.method, numbers)
     if args.show_config:  # no work: neither the output folder nor the synthetic data is made
         data_settings = presets.DataSettings(args.data_dir) if args.preset == "converged" else None
         return show_configs(names, {name: stage_config(name, args, data_settings) for name in names})
@@ -241,7 +232,7 @@ def summary_row(method, number, name, result, models_dir):
     row = {"method": method, "task": number, "task_name": tasks.task(number).name, "stage": name,
            **{k: result[k] for k in keep if k in result}, "eval_settings": json.dumps(result.get("eval_settings")),
            "proof_compared": None, "proof_identical": None}
-    if proof.own_stage(name, number) != name:
+    if methods.own_stage(methods.parse_stage(name)[0], number) != name:
         found = proof.prove_stage(number, name, models_dir)
         row.update({"proof_compared": found.compared, "proof_identical": found.identical})
     return row

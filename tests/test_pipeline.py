@@ -6,6 +6,7 @@ import pytest
 
 import checkpoint
 import evaluate
+import methods
 from data_prep import synthetic_data
 import presets
 import run_all
@@ -184,7 +185,6 @@ def test_the_item_loss_runs_pair_each_seeds_losses_on_one_t1(tmp_path, monkeypat
 
 def test_the_item_loss_verdicts_count_a_gap_only_beyond_the_spread(tmp_path, monkeypatch):
     from tools.reproduction import plan, tables
-    from tools.reproduction.results import own_stage
 
     monkeypatch.setattr(plan, "OUT", tmp_path / "repro")
     monkeypatch.setattr(plan, "ARCHIVE", tmp_path / "results")
@@ -194,7 +194,7 @@ def test_the_item_loss_verdicts_count_a_gap_only_beyond_the_spread(tmp_path, mon
             run = plan.run_dir("ml-1m", seed) if name == "teracon" else plan.item_loss_dir(name, seed)
             for k in (2, 3):  # TERACON read with its model after T6, Conure's runs of T1-T3 with their own
                 path = plan.archived(run) / (f"eval_t{k}_teracon_t6.json" if name == "teracon" else
-                                             f"{own_stage('conure', k)}.json")
+                                             f"{methods.own_stage('conure', k)}.json")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"HR@5": score, "MRR@5": score / 2}))
     against_bpr, against_teracon = tables.item_loss_verdicts()

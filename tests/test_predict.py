@@ -56,13 +56,14 @@ predict.main([f"--out_dir={out}", "--stage=ret_t1", f"--input={users}", f"--out=
 
 @pytest.fixture(scope="module")
 def out(t1_run, synthetic_dir, tmp_path_factory):
-    """T1 trained (t1_run), T2-T4 pruned and stored untrained, and a FineSmax T2 beside them."""
+    """T1 trained (t1_run), T2-T4 pruned and stored untrained, and a FineSmax and a SinMoAll T2 beside them."""
     out = tmp_path_factory.mktemp("predict")
     shutil.copytree(t1_run[0], out, dirs_exist_ok=True)
     for name in ("tp_t2", "ret_t2", "tp_t3", "ret_t3", "tp_t4", "ret_t4"):
         run_stage(name, synthetic_dir, out, "--epochs=0")
     run_stage("sinmo_t1", synthetic_dir, out, "--channels=16", "--dilations=[1,2]", "--epochs=0")
     run_stage("finesmax_t2", synthetic_dir, out, "--epochs=0")
+    run_stage("sinmoall_t2", synthetic_dir, out, "--epochs=0")
     return out
 
 
@@ -368,6 +369,7 @@ def test_exclude_seen_leaves_the_users_items_out_of_t1(out, synthetic_dir, tmp_p
     ("ret_t4", [], ["next_item", "clicks", "likes", "gender"]),
     ("tp_t3", [], ["next_item", "clicks"]),
     ("finesmax_t2", [], ["clicks"]),
+    ("sinmoall_t2", [], ["next_item", "clicks"]),  # one model, as the reproduction scores it
     ("ret_t4", ["--tasks=4,2"], ["clicks", "gender"]),
 ])
 def test_a_checkpoint_answers_the_tasks_it_holds(stage_name, argv, answered, out, synthetic_dir, tmp_path):

@@ -12,14 +12,25 @@ import pytest
 import assembly
 import data_loader
 import evaluate
+import methods
 import metrics
 import pruning
 import reference
+import run_all
 import settings
 import stage
 from conftest import ROOT, TINY, TTL_SAMPLE, needs_ttl_sample, run_stage
 
 METRICS = ("MRR@5", "HR@5", "NDCG@5")
+
+
+@pytest.mark.parametrize("method", run_all.METHODS)
+def test_a_methods_chain_holds_every_stage_it_starts_from_and_each_tasks_own_stage(method):
+    names = methods.stage_names(method, [1, 2, 3])
+    for position, name in enumerate(names):
+        assert methods.previous_stage(name) in (None, *names[:position])
+        assert methods.method_of(methods.parse_stage(name)[0]) in (method, "sinmo")
+    assert [methods.own_stage(method, k) for k in (1, 2, 3)] == [n for n in names if not n.startswith("tp_")]
 
 
 def test_t1_stages_write_checkpoints_and_results(t1_run):

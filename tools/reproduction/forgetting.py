@@ -5,12 +5,13 @@ TERACON."""
 import numpy as np
 
 import metrics
+import methods
 import run_all
 import tasks
 from tools.reproduction import plan
 from tools.reproduction.plan import archived, method_runs
-from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, machine, numbers_of,
-                                        own_stage, spread)
+from tools.reproduction.results import (cell, forgetting_rows, forgotten_nothing, load_json, machine,
+                                        numbers_of, spread)
 
 
 def forgetting_table(directory, method):
@@ -116,7 +117,7 @@ def gates_table(dataset, method):
     lines = ["| task | after stage | " + " | ".join(k.replace("_", " ") + ("" if k == "regulariser" else " (%)")
                                                    for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
     for k in numbers:
-        for stage in dict.fromkeys([own_stage(method, k), own_stage(method, numbers[-1])]):
+        for stage in dict.fromkeys([methods.own_stage(method, k), methods.own_stage(method, numbers[-1])]):
             found = [{key: g[key] * (1 if key == "regulariser" else 100) for key in keys}
                      for g in gate_rows(directories, method, k, stage)]
             if found:

@@ -1,14 +1,15 @@
 """REPRODUCTION.md, assembled from the tables and figures of the archived results."""
 from pathlib import Path
 
+import methods
 import run_all
 from tools.reproduction import extension, plan, readme
 from tools.reproduction.figures import copy_figure, curves_figure, sweep_figure
 from wording import plural
 from tools.reproduction.plan import (archive, archived, experiments, kcore_dir, method_runs, run_dir, seeds_of,
                                      share_dir, sweep_dir)
-from tools.reproduction.results import (architecture_text, baselines, load_json, machine, own_stage,
-                                        t1_selection_text, wall_minutes, zero_forgetting_line)
+from tools.reproduction.results import (architecture_text, baselines, load_json, machine, t1_selection_text,
+                                        wall_minutes, zero_forgetting_line)
 from tools.reproduction.forgetting import forgetting_comparison, forgetting_table, gates_table
 from tools.reproduction.tables import (baseline_row, claim_lines, epochs_table, heads_table, item_loss_table,
                                        item_loss_verdicts, paper_width_table, quality_table, selection_table,
@@ -144,7 +145,7 @@ def dataset_section(dataset, destination):
               "parameters it reads that changed by the last stage, where a conv weight counts when the channels it "
               "reads and writes are both open for the task (HAT's and TERACON's gates at smax; Conure's owner maps; "
               "every weight for SinMoAll).", ""] + forgetting_comparison(dataset)
-    for method in (m for m in ("hat", "teracon") if m in plan.METHODS):
+    for method in (m for m in plan.METHODS if methods.rule_of(m).gates):
         lines += ["", f"### {plan.LABELS[method]}'s gates", ""] + gates_table(dataset, method)
     for method in (m for m in run_all.ONE_MODEL if m in plan.METHODS):
         lines += ["", f"### {plan.LABELS[method]}: each task after every later stage (seed 0)", ""]
@@ -186,7 +187,7 @@ def progress_lines():
     """Which experiments have finished which tasks, and on which machine: the report covers only these."""
     lines = ["| experiment | tasks finished | machine |", "|---|---|---|"]
     for label, method, directory, numbers in experiment_runs():
-        found = {k: load_json(archived(directory) / f"{own_stage(method, k)}.json") for k in numbers}
+        found = {k: load_json(archived(directory) / f"{methods.own_stage(method, k)}.json") for k in numbers}
         done = [k for k, result in found.items() if result]
         where = ", ".join(dict.fromkeys(machine(result) for result in found.values() if result))
         lines.append(f"| {label} | {len(done)} of {len(numbers)}"
@@ -202,7 +203,7 @@ def machine_lines():
         rows = plan.method_rows(dataset) + [(extension.LABEL, extension.extension_runs(dataset), "conure")]
         for label, folders, method in rows:
             for directory in folders:
-                result = load_json(archived(directory) / f"{own_stage(method, 1)}.json")
+                result = load_json(archived(directory) / f"{methods.own_stage(method, 1)}.json")
                 if result and result.get("eval_settings"):
                     settings = result["eval_settings"]
                     threads = settings.get("intra_op_threads") or settings.get("cpu_threads")

@@ -18,14 +18,6 @@ def load_json(path):
     return json.loads(Path(path).read_text()) if Path(path).exists() else None
 
 
-def own_stage(method, number):
-    if method == "conure":
-        return f"ret_t{number}"
-    if methods.RULES[method].gates:  # HAT and TERACON train their own T1
-        return f"{method}_t{number}"
-    return "sinmo_t1" if number == 1 else f"{method}_t{number}"
-
-
 def metrics_of(number):
     return ("accuracy",) if tasks.task(number).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")
 
@@ -37,13 +29,13 @@ def numbers_of(dataset):
 def final_stage(method, number, last):
     """The stage whose model answers task `number` once the method has learned its `last` task: the
     last stage's for a method with one model (run_all.ONE_MODEL), the task's own for the others."""
-    return own_stage(method, last if method in run_all.ONE_MODEL else number)
+    return methods.own_stage(method, last if method in run_all.ONE_MODEL else number)
 
 
 def collect(directories, method, number, last=None):
     """Results of task `number`, one per run directory that has them: at its own stage, or, given the
     data set's `last` task, with the method's model after it (final_stage: the field's reading)."""
-    own = own_stage(method, number)
+    own = methods.own_stage(method, number)
     name = own if last is None else final_stage(method, number, last)
     found = [load_json(archived(d) / (f"{own}.json" if name == own else f"eval_t{number}_{name}.json"))
              for d in directories]
@@ -162,7 +154,8 @@ def forgotten_nothing(rows):
 
 def zero_forgetting_line(directories, label):
     """Whether, in Conure runs `directories`, every earlier task stayed bit-identical after every later stage."""
-    tables = [t for t in (forgetting_rows(d, "conure") for d in directories) if t is not None]
+    tables = [t for t in (forgetting_rows(d, "conure") for d in directories)
+              if t is not None and t.groupby("task").size().max() > 1]  # a run with a later stage
     if not tables:
         return []
     kept = all(forgotten_nothing(rows) for t in tables for _, rows in t.groupby("task"))

@@ -8,9 +8,9 @@ from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
 from tools.reproduction.results import (architecture_text, baseline_mean, baselines, best_simple_baseline,
                                         by_machine, collect, counted_cell, first_t1_config, forgetting_rows,
-                                        forgotten_nothing, judge, load_json, machine, metrics_of, numbers_of,
-                                        place, selection_text, setting_results, spread, stage_order,
-                                        stage_results, t1_config)
+                                        judge, load_json, machine, metrics_of, numbers_of, place, selection_text,
+                                        setting_results, spread, stage_order, stage_results, t1_config,
+                                        zero_forgetting_line)
 
 
 def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing="", blank=0):
@@ -125,14 +125,7 @@ def simple_baseline_lines(dataset):
 
 def claim_lines(dataset):
     """Statements on the paper's claims, from the numbers and their spread over seeds."""
-    lines = []
-    conure_forgetting = forgetting_rows(run_dir(dataset, 0), "conure")
-    later_stages = conure_forgetting is not None and conure_forgetting.groupby("task").size().max() > 1
-    if later_stages:
-        kept = all(forgotten_nothing(rows) for _, rows in conure_forgetting.groupby("task"))
-        lines.append(f"- **Zero forgetting {'holds' if kept else 'DOES NOT hold'}** for Conure: every parameter an "
-                     "earlier task reads is bit-identical after every later stage, and its held-out scores hash the "
-                     "same (seed 0, every stage).")
+    lines = zero_forgetting_line(method_runs(dataset, "conure"), "for Conure")
     sinmoall = forgetting_rows(run_dir(dataset, 0), "sinmoall")
     if sinmoall is not None:
         changes = {k: rows.iloc[-1][run_all.main_metric(k)] - rows.iloc[0][run_all.main_metric(k)]
