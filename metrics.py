@@ -87,15 +87,20 @@ def hash_verdict(evaluations):
     return "bit-identical" if all(sha == first_hash for sha, _ in evaluations) else "changed"
 
 
-def forgetting(series):
+def forgetting(series, metric_of):
     """Forgetting as continual-learning papers report it, from {task: [its metric at its own stage,
-    then after each later stage, in order]}: "bwt", the mean over the tasks with a later stage of
-    (last - own) (Lopez-Paz and Ranzato, 2017; None when no task has one); per task, "forgetting", the
-    best it scored before the last stage (its own included) minus the last (Chaudhry et al., 2018),
-    and "largest_drop", the largest (own - later) over its later stages (negative: never below its
-    own). The two differ: a task that rose, then fell back above its own, has forgotten but not dropped."""
+    then after each later stage, in order]}, each task scored by metric_of(task). Per task with a later
+    stage: "forgetting", the best it scored before the last stage (its own included) minus the last
+    (Chaudhry et al., 2018), and "largest_drop", the largest (own - later) over its later stages
+    (negative: never below its own); the two differ: a task that rose, then fell back above its own,
+    has forgotten but not dropped. Per metric, over those tasks: "bwt", the mean of (last - own)
+    (Lopez-Paz and Ranzato, 2017), and "mean_forgetting"; metrics never average into one number."""
     later = {task: values for task, values in series.items() if len(values) > 1}
     drops = {task: max(values[0] - v for v in values[1:]) for task, values in later.items()}
     forgotten = {task: max(values[:-1]) - values[-1] for task, values in later.items()}
-    bwt = sum(values[-1] - values[0] for values in later.values()) / len(later) if later else None
-    return {"bwt": bwt, "largest_drop": drops, "forgetting": forgotten}
+    by_metric = {}
+    for task in later:
+        by_metric.setdefault(metric_of(task), []).append(task)
+    return {"largest_drop": drops, "forgetting": forgotten,
+            "bwt": {m: sum(later[t][-1] - later[t][0] for t in ts) / len(ts) for m, ts in by_metric.items()},
+            "mean_forgetting": {m: sum(forgotten[t] for t in ts) / len(ts) for m, ts in by_metric.items()}}

@@ -268,7 +268,7 @@ def forgetting_lines(rows, method):
     transfer per kind of metric (metrics.forgetting)."""
     if method not in ONE_MODEL:
         return ["Each task has a model of its own under this method: no later stage changes it."]
-    found = metrics.forgetting(metric_series(rows))
+    found = metrics.forgetting(metric_series(rows), main_metric)
     lines = ["How much each earlier task lost: forgetting = the best it scored before the last stage (its own "
              "included) minus the last stage's (Chaudhry et al., 2018); largest drop = its own stage's metric minus "
              "the lowest after any later stage (negative: never below its own); the share of the parameters it reads "
@@ -282,10 +282,7 @@ def forgetting_lines(rows, method):
         lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {own[metric]:.4f} | {last[metric]:.4f} | "
                      f"{found['forgetting'][k]:+.4f} | {largest:+.4f} | {changed / last['proof_compared']:.1%} "
                      f"({changed:,} of {last['proof_compared']:,}) |")
-    series = metric_series(rows)
-    for metric in dict.fromkeys(main_metric(k) for k in found["largest_drop"]):
-        earlier = [k for k in found["largest_drop"] if main_metric(k) == metric]
-        bwt = sum(series[k][-1] - series[k][0] for k in earlier) / len(earlier)
+    for metric, bwt in found["bwt"].items():
         lines += ["", f"Backward transfer on {metric} (BWT: the mean over the earlier tasks scored by it of the last "
                       f"stage's metric minus their own): {bwt:+.4f}."]
     return lines

@@ -51,24 +51,26 @@ def test_score_hash_changes_with_a_single_bit():
     assert a.hexdigest() != b.hexdigest()
 
 
-def test_backward_transfer_and_the_largest_drop_on_a_hand_made_matrix():
+def test_backward_transfer_per_metric_and_the_largest_drop_on_a_hand_made_matrix():
     series = {1: [0.50, 0.40, 0.45, 0.48],  # own, then after stages 2, 3, 4
               2: [0.30, 0.32, 0.29],
               3: [0.70, 0.71],
               4: [0.60]}  # the last task: no later stage
-    found = metrics.forgetting(series)
-    assert found["bwt"] == pytest.approx(((0.48 - 0.50) + (0.29 - 0.30) + (0.71 - 0.70)) / 3)
+    found = metrics.forgetting(series, lambda task: "accuracy" if task == 3 else "HR@5")
+    assert found["bwt"] == pytest.approx({"HR@5": ((0.48 - 0.50) + (0.29 - 0.30)) / 2, "accuracy": 0.71 - 0.70})
+    assert found["mean_forgetting"] == pytest.approx({"HR@5": ((0.50 - 0.48) + (0.32 - 0.29)) / 2, "accuracy": -0.01})
     assert found["largest_drop"] == pytest.approx({1: 0.10, 2: 0.01, 3: -0.01})  # T1's is at stage 2, not the last
 
 
 def test_chaudhrys_forgetting_and_the_largest_drop_differ_in_sign_on_a_hand_made_matrix():
     # T2 rose after the next stage, then fell back above its own score (TERACON's ML-1M T2, seed 0)
     series = {2: [0.0688, 0.0740, 0.0714], 3: [0.70, 0.60, 0.65]}
-    found = metrics.forgetting(series)
+    found = metrics.forgetting(series, lambda task: "HR@5")
     assert found["largest_drop"][2] == pytest.approx(-0.0026)  # never below its own
     assert found["forgetting"][2] == pytest.approx(+0.0026)  # below its best before the last stage
     assert found["largest_drop"][3] == pytest.approx(0.10) and found["forgetting"][3] == pytest.approx(0.05)
 
 
 def test_forgetting_without_a_later_stage_has_no_backward_transfer():
-    assert metrics.forgetting({1: [0.5]}) == {"bwt": None, "largest_drop": {}, "forgetting": {}}
+    found = metrics.forgetting({1: [0.5]}, lambda task: "HR@5")
+    assert found == {"bwt": {}, "mean_forgetting": {}, "largest_drop": {}, "forgetting": {}}

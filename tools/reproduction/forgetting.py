@@ -2,7 +2,6 @@
 method with one shared model (backward transfer and forgetting per kind of metric, each task's
 forgetting and largest drop, the parameters a task reads that changed), and the gates of HAT and
 TERACON."""
-import numpy as np
 
 import metrics
 import methods
@@ -36,11 +35,7 @@ def forgetting_table(directory, method):
     return lines
 
 
-KINDS = {"item": "item tasks, HR@5", "class": "classification, accuracy"}  # BWT and forgetting per kind of metric
-
-
-def kind_of(number):
-    return "class" if tasks.task(number).kind == "class" else "item"
+KINDS = {"HR@5": "item tasks, HR@5", "accuracy": "classification, accuracy"}  # BWT and forgetting per main metric
 
 
 def run_forgetting(table):
@@ -49,19 +44,15 @@ def run_forgetting(table):
     its largest drop over every later stage and the share of the parameters it reads that changed by
     the last stage."""
     series = {k: list(rows[run_all.main_metric(k)]) for k, rows in table.groupby("task", sort=True)}
-    found = metrics.forgetting(series)
+    found = metrics.forgetting(series, run_all.main_metric)
     per_task = {}
     for k, rows in table.groupby("task", sort=True):
         if k in found["largest_drop"]:
             last = rows.iloc[-1]
             per_task[k] = {"forgetting": found["forgetting"][k], "largest": found["largest_drop"][k],
                            "share": 1 - last["proof_identical"] / last["proof_compared"]}
-    summary = {}
-    for kind in KINDS:
-        earlier = [k for k in per_task if kind_of(k) == kind]
-        if earlier:
-            summary[f"bwt_{kind}"] = float(np.mean([series[k][-1] - series[k][0] for k in earlier]))
-            summary[f"forgetting_{kind}"] = float(np.mean([per_task[k]["forgetting"] for k in earlier]))
+    summary = {f"{part}_{metric}": value for part, name in (("bwt", "bwt"), ("forgetting", "mean_forgetting"))
+               for metric, value in found[name].items()}
     return summary, per_task
 
 
