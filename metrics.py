@@ -9,6 +9,17 @@ import numpy as np
 from data_loader import other_labels
 
 TOP_K = 5
+RANKING = (f"MRR@{TOP_K}", f"HR@{TOP_K}", f"NDCG@{TOP_K}")  # ranking_metrics's keys
+
+
+def reported(kind):
+    """The metrics reported for a kind of task (tasks.Task.kind)."""
+    return ("accuracy",) if kind == "class" else RANKING
+
+
+def main_metric(kind):
+    """The metric a kind of task is compared on and forgets on."""
+    return "accuracy" if kind == "class" else f"HR@{TOP_K}"
 
 
 def ranks_of(scores, truth, excluded=()):

@@ -222,7 +222,7 @@ class TaskDataCache:
 
 
 def main_metric(number):
-    return "accuracy" if tasks.task(number).kind == "class" else "HR@5"
+    return metrics.main_metric(tasks.task(number).kind)
 
 
 def summary_row(method, number, name, result, models_dir):
@@ -358,7 +358,7 @@ def write_summary(out_dir, args, rows, baselines, stage_seconds, wall):
               "|---|---|---|---|---|---|"]
     for k in numbers:
         last, base = [r for r in rows if r["task"] == k][-1], baselines[k]
-        for metric in (("accuracy",) if tasks.task(k).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")):
+        for metric in metrics.reported(tasks.task(k).kind):
             best = max(base["trivial"][metric], base["strong"][metric])
             lines.append(f"| T{k} {tasks.task(k).name} | {metric} | {last[metric]:.4f} | {base['trivial'][metric]:.4f} | "
                          f"{base['strong'][metric]:.4f} ({base['strong_name']}) | {last[metric] - best:+.4f} |")

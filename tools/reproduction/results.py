@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import methods
+import metrics
 import presets
 import run_all
 from wording import plural
@@ -19,7 +20,7 @@ def load_json(path):
 
 
 def metrics_of(number):
-    return ("accuracy",) if tasks.task(number).kind == "class" else ("MRR@5", "HR@5", "NDCG@5")
+    return metrics.reported(tasks.task(number).kind)
 
 
 def numbers_of(dataset):
