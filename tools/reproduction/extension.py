@@ -9,7 +9,7 @@ import run_all
 import tasks
 from tools.reproduction import plan, tables, verdicts
 from tools.reproduction.plan import archived, extension_dir
-from tools.reproduction.results import (baselines, best_simple_baseline, by_machine, collect, counted_cell,
+from tools.reproduction.results import (JUDGED, baselines, best_simple_baseline, by_machine, collect, counted_cell,
                                         load_json, machine, numbers_of, place, spread, zero_forgetting_line)
 
 LABEL = "Conure with the extension"
@@ -105,7 +105,7 @@ def standing(dataset, number):
     bar = best_simple_baseline(fitted[number], metric) if fitted and number in fitted else None
     return {"own": own, "best": (best, found[best][0]),
             "ahead": [label for label, (v, _) in found.items() if v[0] == "worse"],
-            "unjudged": [label for label, (v, _) in found.items() if v[0] not in ("better", "tie", "worse")],
+            "unjudged": [label for label, (v, _) in found.items() if v[0] not in JUDGED],
             "baseline": bar is not None and (place(own, bar[1], metric), *bar)}
 
 

@@ -165,6 +165,10 @@ def zero_forgetting_line(directories, label):
             f"({plural(len(tables), 'run')}, every stage)."]
 
 
+JUDGED = ("better", "tie", "worse")  # what `compare` and `judge` say of a judged pair; "one seed" and
+# "two machines" (no seed run on both) are not judged
+
+
 def compare(mine, theirs, metric, widen=0.0):
     """'better', 'worse' or 'tie' for two sets of seeds: a difference counts only when it is larger
     than the two standard deviations together (plus `widen`: two machines' gap). With one seed on

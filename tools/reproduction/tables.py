@@ -6,7 +6,7 @@ import run_all
 import tasks
 from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
-from tools.reproduction.results import (architecture_text, baseline_mean, baselines, best_simple_baseline,
+from tools.reproduction.results import (JUDGED, architecture_text, baseline_mean, baselines, best_simple_baseline,
                                         by_machine, collect, counted_cell, first_t1_config, forgetting_rows,
                                         judge, load_json, machine, metrics_of, numbers_of, place, selection_text,
                                         setting_results, spread, stage_order, stage_results, t1_config,
@@ -206,7 +206,7 @@ def item_loss_verdicts():
             mine, theirs = collect(softmax, "conure", k), collect(directories, method, k, last)
             if mine and theirs:
                 verdict, difference, noise, where, _ = judge(mine, theirs, run_all.main_metric(k))
-                found.append(f"T{k} {difference:+.4f} ({verdict}; {where})" if verdict in ("one seed", "two machines")
+                found.append(f"T{k} {difference:+.4f} ({verdict}; {where})" if verdict not in JUDGED
                              else f"T{k} {difference:+.4f} vs spread {noise:.4f}: {verdict.replace('tie', 'level')} "
                                   f"({where})")
         if found:

@@ -4,7 +4,7 @@ on different kinds, with the spread widened by the gap measured on a seed run on
 import run_all
 from tools.reproduction import plan
 from tools.reproduction.plan import rerun_dir, run_dir, runs_of
-from tools.reproduction.results import collect, judge, machine_gap, numbers_of
+from tools.reproduction.results import JUDGED, collect, judge, machine_gap, numbers_of
 
 
 def rerun_gap(dataset, number, metric, last=None):
@@ -41,9 +41,15 @@ def verdict_text(number, verdict, difference, noise, where, gap, own, common):
     notes = ([] if where == common else [where]) + ([f"with the machines' gap {gap:.4f}"] if gap is not None else [])
     if own and own != verdict:
         notes.append(f"at its own stage: {own.replace('tie', 'within the spread')}")
-    if verdict in ("one seed", "two machines"):
+    if verdict not in JUDGED:
         return f"T{number} {difference:+.4f} ({'; '.join([verdict] + notes)})"
     return f"T{number} {difference:+.4f} (spread {noise:.4f}{''.join('; ' + n for n in notes)})"
+
+
+def common_machines(verdicts):
+    """The machines most of the task verdicts [(task, task_verdict(...)), ...] compare runs of."""
+    places = [found[3] for _, found in verdicts]
+    return max(dict.fromkeys(places), key=places.count)
 
 
 def versus_line(dataset, label, mine, theirs, numbers):
@@ -53,9 +59,8 @@ def versus_line(dataset, label, mine, theirs, numbers):
     verdicts = [(k, found) for k in numbers if (found := task_verdict(dataset, mine, theirs, k, last))]
     if not verdicts:
         return None
-    places = [found[3] for _, found in verdicts]
-    common = max(dict.fromkeys(places), key=places.count)
-    tally = {v: sum(1 for _, found in verdicts if found[0] == v) for v in ("better", "tie", "worse")}
+    common = common_machines(verdicts)
+    tally = {v: sum(1 for _, found in verdicts if found[0] == v) for v in JUDGED}
     unjudged = len(verdicts) - sum(tally.values())
     return (f"- {label} (final models; on {common} unless a task says otherwise): better on {tally['better']}, "
             f"within the spread on {tally['tie']}, worse on {tally['worse']}"
@@ -84,11 +89,10 @@ def teracon_claim_lines(dataset):
     if not verdicts:
         return []
     better = [f"T{k}" for k, found in verdicts if found[0] == "better"]
-    judged = [k for k, found in verdicts if found[0] in ("better", "tie", "worse")]
+    judged = [k for k, found in verdicts if found[0] in JUDGED]
     holds = ("is not judged yet" if not judged else "holds here" if len(better) == len(judged)
              else "holds on part of them here" if better else "does not hold here")
-    places = [found[3] for _, found in verdicts]
-    common = max(dict.fromkeys(places), key=places.count)
+    common = common_machines(verdicts)
     return [f"- **TERACON's claim** (better than Conure on the later tasks) {holds}, with the final models: better "
             f"beyond the spread on {', '.join(better) or 'no task'} of {len(judged)} judged (on {common} unless a "
             f"task says otherwise; " + ", ".join(verdict_text(k, *found, common) for k, found in verdicts) + ")."]
