@@ -63,7 +63,7 @@ def extension_runs(dataset):
 def compared_rows(dataset):
     """(label, run folders, method) of every method the extension is judged against: each method's runs at
     the main settings and HAT with its release's SGD (not the shared-protocol runs)."""
-    return [row for row in plan.method_rows(dataset) if "shared protocol" not in row[0]]
+    return plan.method_rows(dataset, shared_protocol=False)
 
 
 def cost_table(dataset):

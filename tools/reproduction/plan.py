@@ -317,13 +317,14 @@ def runs_of(dataset, method):
     return method_runs(dataset, method) + repeats
 
 
-def method_rows(dataset):
+def method_rows(dataset, shared_protocol=True):
     """(label, run folders, method) of every row of the quality and forgetting tables: each method's runs
-    at the main settings, HAT with its release's SGD, then the shared-protocol runs."""
+    at the main settings, HAT with its release's SGD, then (unless left out) the shared-protocol runs,
+    which no verdict reads."""
     rows = [(LABELS[m], runs_of(dataset, m), m) for m in METHODS]
     if dataset == HAT_SGD["dataset"] and "hat" in METHODS:
         rows.append((HAT_SGD["label"], [hat_sgd_dir(s) for s in HAT_SGD["seeds"]], "hat"))
-    return rows + shared_protocol_rows(dataset)
+    return rows + (shared_protocol_rows(dataset) if shared_protocol else [])
 
 
 def extension_choices(dataset):

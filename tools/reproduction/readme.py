@@ -14,7 +14,7 @@ END = "<!-- end of headline table {dataset} -->"
 def headline_rows(dataset):
     """(label, run folders, method) of the headline table: every method (not the shared-protocol runs),
     then Conure with the extension."""
-    rows = [row for row in plan.method_rows(dataset) if "shared protocol" not in row[0]]
+    rows = plan.method_rows(dataset, shared_protocol=False)
     return rows + [("Conure with `--extension`", extension_runs(dataset), "conure")]
 
 

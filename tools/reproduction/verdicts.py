@@ -73,8 +73,8 @@ def conure_lines(dataset):
     """Conure against every other method on every task, with the final models."""
     numbers, lines = numbers_of(dataset), []
     mine = (runs_of(dataset, "conure"), "conure")
-    for label, folders, method in plan.method_rows(dataset):
-        if method != "conure" and "shared protocol" not in label:
+    for label, folders, method in plan.method_rows(dataset, shared_protocol=False):
+        if method != "conure":
             line = versus_line(dataset, f"Conure vs {label} on every task", mine, (folders, method), numbers)
             lines += [line] if line else []
     return lines
