@@ -48,8 +48,10 @@ LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on t
 # preset's (TUNED's "extension" holds a data set's choices on its validation slice, and the command
 # line can give any of them), and the stages each goes to: (phases, first task, kind of task or None: any).
 # Each is a stage setting of the same name but item_loss, which sets full_softmax (ITEM_LOSSES).
-EXTENSION = {"embedding": "delta", "embedding_prune_ratio": 0.3, "delta_rank": 8, "pooling": "last",
-             "task_dropout": 0.0, "shared_lr_scale": 1.0, "item_loss": "bpr"}
+EXTENSION = {"embedding": "delta",  # the others start where settings.DEFAULTS has them; item_loss at the release's BPR
+             **{key: settings.DEFAULTS[key]
+                for key in ("embedding_prune_ratio", "delta_rank", "pooling", "task_dropout", "shared_lr_scale")},
+             "item_loss": "bpr"}
 EXTENSION_STAGES = {"embedding": (("tp",), 1, None), "embedding_prune_ratio": (("tp",), 1, None),
                     "delta_rank": (("tp",), 2, None), "pooling": (("tp",), 2, "class"),
                     "task_dropout": (("tp", "ret"), 2, "class"), "shared_lr_scale": (("tp", "ret"), 2, "class"),
@@ -144,7 +146,7 @@ def preset_layers(name, preset, data):
     phase, number = methods.parse_stage(name)
     part, fresh = "t1" if number == 1 else "later", phase != "ret" and methods.previous_stage(name) is None
     if preset == "quick":  # a baseline trains one stage as long as Conure's tp and ret together
-        epochs = {} if phase in ("tp", "ret") else {"epochs": 2 * QUICK[part]["epochs"]}
+        epochs = {} if phase in methods.CONURE_PHASES else {"epochs": 2 * QUICK[part]["epochs"]}
         return [("preset quick", {**QUICK[part], **epochs, **(QUICK_ARCHITECTURE if fresh else {})})]
     tuned, source = data.tuned or {}, f"tuned for {data.name} (presets.TUNED)"
     found = [("preset converged", {**SELECTION, **DEFAULT_CONVERGED[part]}), (source, tuned.get(part, {}))]
@@ -167,7 +169,7 @@ def extension_layers(name, data=None, given=None):
     """The extension's layers of Conure stage `name`: EXTENSION, `data`'s choices (TUNED's "extension")
     and `given` ({setting: value}), each where EXTENSION_STAGES sends it (item_loss: as full_softmax)."""
     phase, number = methods.parse_stage(name)
-    if phase not in ("tp", "ret"):
+    if phase not in methods.CONURE_PHASES:
         raise settings.ConfigError(f"--extension: an extension of Conure, not of the {phase} stages")
     sources = [("the extension's default (presets.EXTENSION)", EXTENSION),
                (f"tuned for {data.name}: the extension (presets.TUNED)" if data else "",

@@ -55,10 +55,10 @@ def check_extension_scope(phase, number, config):
     """Where the settings beyond the release apply: Conure's stages only (another method's
     protection of earlier tasks, HAT's scaled updates say, is not made for them), and a head's
     pooling, dropout and shared learning-rate scale to later tasks only."""
-    if config["embedding"] not in (None, "frozen") and phase not in ("tp", "ret"):
+    if config["embedding"] not in (None, "frozen") and phase not in methods.CONURE_PHASES:
         raise settings.ConfigError(f"embedding={config['embedding']}: Conure's stages (tp, ret) only, not {phase}")
     for key in ("pooling", "task_dropout", "shared_lr_scale"):
-        if phase not in ("tp", "ret") and config[key] != settings.DEFAULTS[key]:
+        if phase not in methods.CONURE_PHASES and config[key] != settings.DEFAULTS[key]:
             raise settings.ConfigError(f"{key}={config[key]!r}: a setting of Conure's stages (tp, ret), not of "
                                        f"{phase}_t{number}")
         if number == 1 and config[key] != settings.DEFAULTS[key]:

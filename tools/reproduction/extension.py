@@ -4,6 +4,7 @@ baselines (final models), whether it trails any of them, its storage and wall ti
 the proof of zero forgetting."""
 import numpy as np
 
+import methods
 import presets
 import run_all
 import tasks
@@ -33,7 +34,7 @@ def criterion(scores, reference, numbers):
 
 def judged_tasks(key, numbers):
     """The tasks a setting's choice is judged on: those whose stages it reaches (presets.reaches)."""
-    return [k for k in numbers if any(presets.reaches(key, phase, k) for phase in ("tp", "ret"))]
+    return [k for k in numbers if any(presets.reaches(key, phase, k) for phase in methods.CONURE_PHASES)]
 
 
 def selection_table(dataset):

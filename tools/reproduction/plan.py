@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import checkpoint
+import methods
 import prepare_data
 import presets
 import run_all
@@ -385,4 +386,4 @@ def share_extension_stages(start, folder, key):
     """A trial of setting `key` starts from the stages of the trial it follows (folder `start`) before
     the first task the setting reaches (run_all reuses them: the same settings)."""
     first = next(k for k in range(1, len(tasks.TASKS) + 1) if presets.reaches(key, "tp", k))
-    share_stages(start, folder, [f"{phase}_t{k}" for k in range(1, first) for phase in ("tp", "ret")])
+    share_stages(start, folder, [f"{phase}_t{k}" for k in range(1, first) for phase in methods.CONURE_PHASES])
