@@ -79,9 +79,16 @@ def run_dir(dataset, seed):
     return OUT / dataset / f"seed{seed}"
 
 
+RERUN_PREFIX = "rerun-seed"
+
+
 def rerun_dir(dataset, seed):
     """The main runs of `seed` repeated on a second machine (RERUN)."""
-    return OUT / dataset / f"rerun-seed{seed}"
+    return OUT / dataset / f"{RERUN_PREFIX}{seed}"
+
+
+def is_rerun(directory):
+    return Path(directory).name.startswith(RERUN_PREFIX)
 
 
 def hat_sgd_dir(seed):

@@ -209,7 +209,7 @@ def machine_lines():
                     threads = settings.get("intra_op_threads") or settings.get("cpu_threads")
                     described = (f"{settings['device']}, {settings['backend']}, Keras {settings['keras']}, "
                                  f"{plural(threads, 'intra-op thread')}")
-                    repeat = " repeated" if "rerun-seed" in directory.name else ""
+                    repeat = " repeated" if plan.is_rerun(directory) else ""
                     machines.setdefault(described, []).append(f"{label}{repeat}")
     return [f"- {described}: {'; '.join(dict.fromkeys(labels))}." for described, labels in machines.items()] or [
         "- none yet."]
