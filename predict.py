@@ -93,20 +93,11 @@ def is_predictions(path):
 
 
 def parse_task_list(text):
-    """'1-6', '1,2,4' or '2' -> sorted task numbers."""
+    """'1-6', '1,2,4' or '2' -> sorted task numbers (tasks.parse_numbers)."""
     try:
-        numbers = set()
-        for part in text.split(","):
-            first, _, last = part.partition("-")
-            numbers.update(range(int(first), int(last or first) + 1))
-    except ValueError:
-        raise settings.ConfigError(f"--tasks={text}: expected a range like 1-6 or a list like 1,2,4") from None
-    for number in numbers:
-        try:
-            tasks.task(number)
-        except KeyError as e:
-            raise settings.ConfigError(f"--tasks={text}: {e.args[0]}") from None
-    return sorted(numbers)
+        return tasks.parse_numbers(text)
+    except ValueError as e:
+        raise settings.ConfigError(f"--tasks={text}: {e}") from None
 
 
 def answerable(manifest):

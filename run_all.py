@@ -47,16 +47,9 @@ BASELINES_FILE = "simple_baselines.json"  # in Results/: the simple baselines, o
 def parse_tasks(text):
     """'1-4' or '1,2,3' -> [1, 2, 3, 4]; the chain must start at T1 and have no gaps."""
     try:
-        if "-" in text:
-            first, last = (int(x) for x in text.split("-"))
-            numbers = list(range(first, last + 1))
-        else:
-            numbers = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise settings.ConfigError(f"--tasks={text}: expected a range like 1-4 or a list like 1,2,3")
-    if numbers != list(range(1, len(numbers) + 1)) or len(numbers) > len(tasks.TASKS):
-        raise settings.ConfigError(f"--tasks={text}: tasks must run 1, 2, ... up to {len(tasks.TASKS)} without gaps")
-    return numbers
+        return tasks.parse_numbers(text, chain=True)
+    except ValueError as e:
+        raise settings.ConfigError(f"--tasks={text}: {e}") from None
 
 
 def parse_extension(text):

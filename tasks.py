@@ -37,3 +37,25 @@ def task(number):
     if not 1 <= number <= len(TASKS):
         raise KeyError(f"no task {number}: tasks are 1..{len(TASKS)} ({', '.join(t.name for t in TASKS)})")
     return TASKS[number - 1]
+
+
+def parse_numbers(text, chain=False):
+    """'1-6', '1,2,4' or '2' -> sorted task numbers; with `chain`, they must run from T1 without gaps.
+    ValueError names the problem."""
+    numbers = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            numbers.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise ValueError(f"expected a range like 1-{len(TASKS)} or a list like 1,2,4") from None
+    for number in sorted(numbers):
+        try:
+            task(number)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+    if not numbers:
+        raise ValueError("no task in this range")
+    if chain and sorted(numbers) != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"tasks must run 1, 2, ... up to {len(TASKS)} without gaps")
+    return sorted(numbers)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import data_loader as dl
+import tasks
 from data_loader import PAD, SEP, T1Task, TransferTask
 
 SEQ = 6
@@ -114,3 +115,23 @@ def test_split_is_the_release_permutation_with_seed_10(n):
     train, test = dl.split(n, 10, 0.2, "file")
     np.testing.assert_array_equal(train, shuffled[:dev_sample_index])
     np.testing.assert_array_equal(test, shuffled[dev_sample_index:])
+
+
+@pytest.mark.parametrize("text, numbers, problem", [
+    ("1-2,4", [1, 2, 4], "without gaps"),
+    ("4,1-3", [1, 2, 3, 4], None),
+    ("3-1", None, "no task in this range"),
+    ("1-7", None, "no task 7"),
+    ("1;2", None, "expected a range"),
+])
+def test_task_lists_parse_alike_for_every_command_and_a_chain_has_no_gaps(text, numbers, problem):
+    if numbers is None:
+        with pytest.raises(ValueError, match=problem):
+            tasks.parse_numbers(text)
+        return
+    assert tasks.parse_numbers(text) == numbers
+    if problem:
+        with pytest.raises(ValueError, match=problem):
+            tasks.parse_numbers(text, chain=True)
+    else:
+        assert tasks.parse_numbers(text, chain=True) == numbers
