@@ -328,6 +328,11 @@ class TargetHead(keras.layers.Layer):
                 "bias": self.has_bias, "pooling": self.pooling}
 
 
+def receptive_field(kernel_size, dilations):
+    """How many trailing inputs the last position sees: 1 + (k - 1)(d + 2d) over the blocks."""
+    return 1 + sum((kernel_size - 1) * 3 * d for d in dilations)
+
+
 class ConureModel(keras.Model):
     """One NextItNet backbone plus one head per task (task 1 = next item, later tasks = TargetHead).
 
@@ -425,8 +430,8 @@ class ConureModel(keras.Model):
 
     @property
     def receptive_field(self):
-        """How many trailing inputs the last position sees: 1 + (k - 1)(d + 2d) over the blocks."""
-        return 1 + sum((self.backbone.kernel_size - 1) * 3 * d for d in self.backbone.dilations)
+        """How many trailing inputs the last position sees (the module's receptive_field)."""
+        return receptive_field(self.backbone.kernel_size, self.backbone.dilations)
 
     def hidden(self, tokens, task, phase, s=None):
         """The last block's output [B, T, C] as `task` sees it: the conv weights of `phase`, the

@@ -204,20 +204,28 @@ SCALES = {  # generated data and model of each scale; "rows": the ROWS it runs (
 }
 TTL_TRAIN_USERS = int(1_450_000 * 0.8)
 T2_TARGETS = 17_880
-SEQ_POSITIONS = 100  # T1 positions per line
-EVAL_CHUNK = 65_536  # evaluation's item chunk (the stage default)
+SEQ_POSITIONS = SEQ_LEN  # T1 positions per line
 DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16"}  # a row's precision: its matmuls' dtype
 
 
-def conv_flops(positions, channels, dilations, kernel_size=3):
+def default(key):
+    """A stage setting's default (settings.DEFAULTS, the chain's in CHAIN_DEFAULTS), imported when first needed."""
+    import settings
+
+    return {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS}[key]
+
+
+def conv_flops(positions, channels, dilations, kernel_size=None):
     """Forward FLOPs of the residual stack: two convs per block, 2*k*C*C per position each."""
-    return 2 * len(dilations) * 2 * kernel_size * channels * channels * positions
+    return 2 * len(dilations) * 2 * (kernel_size or default("kernel_size")) * channels * channels * positions
 
 
 def user_positions(scale, tokens):
     """Positions the backbone computes for a user representation: only the receptive field of the
     last position (ConureModel.user), at most the `tokens` given."""
-    return min(tokens, 1 + sum((3 - 1) * 3 * d for d in scale["dilations"]))
+    import nextitnet
+
+    return min(tokens, nextitnet.receptive_field(default("kernel_size"), scale["dilations"]))
 
 
 def softmax_chunk(scale):
@@ -229,7 +237,7 @@ def softmax_chunk(scale):
 
 def head_classes(row, scale):
     """Columns of one softmax matmul of a T1 row: the sampled negatives, every item, or one chunk."""
-    return {"sampled": int(0.2 * scale["items"]), "full": scale["items"],
+    return {"sampled": int(default("num_sampled_ratio") * scale["items"]), "full": scale["items"],
             "chunked": softmax_chunk(scale)}[row.loss]
 
 
@@ -239,7 +247,7 @@ def row_flops(row, scale, batch):
     if row.task == 2:
         return conv_flops(batch * user_positions(scale, SEQ_POSITIONS + 1), scale["channels"], scale["dilations"])
     positions = batch * SEQ_POSITIONS
-    classes = int(0.2 * scale["items"]) if row.loss == "sampled" else scale["items"]
+    classes = head_classes(row, scale) if row.loss == "sampled" else scale["items"]
     return conv_flops(positions, scale["channels"], scale["dilations"]) + 2 * positions * classes * scale["channels"]
 
 
@@ -265,7 +273,7 @@ def eval_matmuls(scale):
     import settings
 
     users, channels = settings.EVAL_BLOCK, scale["channels"]
-    columns = min(scale["items"], EVAL_CHUNK)
+    columns = min(scale["items"], default("eval_chunk"))
     return [(users * user_positions(scale, SEQ_POSITIONS), 3 * channels, channels), (users, channels, columns)]
 
 
@@ -274,7 +282,7 @@ def eval_matmuls(scale):
 def memory_model(scale, row, batch, chunk=None):
     """Bytes a training step holds, by part: an estimate checked against measured peaks. float32
     variables; the T1 head's table is as large as the embedding."""
-    items, channels, blocks, kernel = scale["items"], scale["channels"], len(scale["dilations"]), 3
+    items, channels, blocks, kernel = scale["items"], scale["channels"], len(scale["dilations"]), default("kernel_size")
     table = items * channels
     convs = 2 * blocks * kernel * channels * channels
     norms = 2 * blocks * 2 * channels
@@ -283,7 +291,7 @@ def memory_model(scale, row, batch, chunk=None):
     positions = batch * SEQ_POSITIONS
     dtype_bytes = 2 if row.precision == "mixed_bfloat16" else 4
     backbone = 13 * blocks * positions * channels * dtype_bytes  # saved per block: norms, relus, 2x3 taps, convs
-    sampled = int(0.2 * items)
+    sampled = int(default("num_sampled_ratio") * items)
     head = {"sampled": 4 * positions * sampled * 4 + 2 * sampled * channels * 4,  # logits, with the true one, exp, grad
             "full": 3 * positions * items * 4,
             "chunked": 4 * positions * (chunk or softmax_chunk(scale)) * 4 + 2 * table * 4,  # two chunks' logits
@@ -447,7 +455,8 @@ def build_row(row, scale, seed):
         conv.op = row.conv_op
     model.set_trainable(row.task, shared=row.task == 1)
     step = trainer.TrainStep(lambda b: model.task_loss(b, row.task, "train"), model.trainable_variables,
-                             model.variables, trainer.adam(1e-4), xla=xla, table_update=row.table_update)
+                             model.variables, trainer.adam(settings.DEFAULTS["learning_rate"]), xla=xla,
+                             table_update=row.table_update)
     return model, step, t1 if row.task == 1 else t2, config, xla
 
 
@@ -550,7 +559,7 @@ def case_train(args) -> None:
                                           " (rows share this process: start MB holds what earlier rows left; "
                                           "--isolate avoids it)"))
     eval_tflops = eval_flops_per_user(scale) * eval_rate / 1e12
-    mode = "item-chunked ranking" if scale["items"] > EVAL_CHUNK else "score matrix"
+    mode = "item-chunked ranking" if scale["items"] > default("eval_chunk") else "score matrix"
     share = peak.share_of_peak(eval_tflops, peak.Peak(eval_peak, peaks["float32"].shape, peaks["float32"].engine))
     print(f"\nT1 evaluation ({mode}, batch 256): {eval_rate:,.0f} users/s, {eval_tflops:.3f} TFLOP/s ({share} of "
           f"the float32 peak probe, {eval_peak:.3f} TFLOP/s in the same minutes); 290k held-out users at this "
@@ -607,7 +616,7 @@ def measure_eval(scale, seed, probe):
 
     t1, _ = bench_data(scale, np.random.default_rng(seed))
     cfg = {**settings.DEFAULTS, **settings.CHAIN_DEFAULTS, "channels": scale["channels"],
-           "dilations": scale["dilations"], "eval_batch_size": 256, "eval_chunk": EVAL_CHUNK}
+           "dilations": scale["dilations"], "eval_batch_size": 256}
     model = assembly.build_model(t1.vocab.size, cfg, [{"task": 1, "n_targets": t1.n_targets, "l2": 0.0}])
     return time_eval(model, t1, cfg, max(1, scale["steps"] // 4), probe)
 

@@ -66,9 +66,11 @@ def t1_parts(model, batch, kernel_size=3):
 
 def part_timer(loss_fn, variables, model_variables, inputs, xla):
     """A function that runs the compiled gradients of loss_fn once and waits for them."""
+    import settings
     import trainer
 
-    step = trainer.TrainStep(loss_fn, variables, [*variables, *model_variables], trainer.adam(1e-4), xla=xla)
+    rate = settings.DEFAULTS["learning_rate"]
+    step = trainer.TrainStep(loss_fn, variables, [*variables, *model_variables], trainer.adam(rate), xla=xla)
     gradients, _ = step.split()
     return lambda: gradients(inputs)
 
