@@ -111,6 +111,11 @@ def score(model, number, data, config, phase="infer", part="test"):
             "scores_sha256": hasher.hexdigest(), "eval_settings": eval_settings(config, item_chunked)}
 
 
+def result_name(number, stage_name):
+    """The file in Results/ holding task `number` scored with checkpoint `stage_name` (a later stage's)."""
+    return f"eval_t{number}_{stage_name}.json"
+
+
 def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=None,
                   data=None):
     """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them.
@@ -121,7 +126,7 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
         raise settings.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
                                    f"use ret_t{number} or a later stage")
     paths.input_dir(data_dir, "data_dir")
-    result_path = paths.replaceable(Path(out_dir) / "Results" / f"eval_t{number}_{stage_name}.json", "out_dir",
+    result_path = paths.replaceable(Path(out_dir) / "Results" / result_name(number, stage_name), "out_dir",
                                     "a results file", Path.is_file)
     directory = Path(out_dir) / "Models" / stage_name
     model, manifest, vocab, _, _ = assembly.restore(directory, methods.script_for(stage_name))

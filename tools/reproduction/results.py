@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+import evaluate
 import methods
 import metrics
 import presets
@@ -38,7 +39,7 @@ def collect(directories, method, number, last=None):
     data set's `last` task, with the method's model after it (final_stage: the field's reading)."""
     own = methods.own_stage(method, number)
     name = own if last is None else final_stage(method, number, last)
-    found = [load_json(archived(d) / (f"{own}.json" if name == own else f"eval_t{number}_{name}.json"))
+    found = [load_json(archived(d) / (f"{own}.json" if name == own else evaluate.result_name(number, name)))
              for d in directories]
     return [r for r in found if r]
 
