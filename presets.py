@@ -41,9 +41,10 @@ DEFAULT_CONVERGED = {
 # Later tasks of Conure's successors under the converged preset, as their released code trains them:
 # TERACON's ttl_train.sh and train_teracon.py (T2 at lr 1e-3, T3 on at 1e-4, batch 1,024, early stopping
 # with patience 5 under a cap of 100 epochs). HAT keeps the preset's schedule (docs/hat.md).
-SUCCESSORS = {"teracon": {"t2": {"learning_rate": 1e-3},
-                          "later": {"learning_rate": 1e-4, "batch_size": 1024, "patience": 5, "epochs": 100}}}
 LATER_RATE_DIVISOR = {"teracon": 10}  # --later_learning_rate sets T2's; T3 on take this share of it (TERACON: 1/10)
+SUCCESSORS = {"teracon": {"t2": {"learning_rate": 1e-3},
+                          "later": {"learning_rate": 1e-3 / LATER_RATE_DIVISOR["teracon"], "batch_size": 1024,
+                                    "patience": 5, "epochs": 100}}}
 # Conure beyond the release (docs/extension.md), with `run_all.py --extension`: its settings, over the
 # preset's (TUNED's "extension" holds a data set's choices on its validation slice, and the command
 # line can give any of them), and the stages each goes to: (phases, first task, kind of task or None: any).
@@ -116,7 +117,7 @@ def layers(name, preset, data=None, chain=None, class_loss=None, later_learning_
     after T1; `later_learning_rate` the learning rate of T2 and later tasks (TERACON's T3 on: a tenth of
     it, LATER_RATE_DIVISOR)."""
     phase, number = methods.parse_stage(name)
-    kind, fresh = tasks.task(number).kind, phase != "ret" and methods.previous_stage(name) is None
+    kind, fresh = tasks.task(number).kind, methods.previous_stage(name) is None  # a fresh model
     found = preset_layers(name, preset, data)
     if extension is not None:
         found += extension_layers(name, data, extension)
@@ -144,7 +145,7 @@ def preset_layers(name, preset, data):
     if preset == "paper":
         return []
     phase, number = methods.parse_stage(name)
-    part, fresh = "t1" if number == 1 else "later", phase != "ret" and methods.previous_stage(name) is None
+    part, fresh = "t1" if number == 1 else "later", methods.previous_stage(name) is None  # a fresh model
     if preset == "quick":  # a baseline trains one stage as long as Conure's tp and ret together
         epochs = {} if phase in methods.CONURE_PHASES else {"epochs": 2 * QUICK[part]["epochs"]}
         return [("preset quick", {**QUICK[part], **epochs, **(QUICK_ARCHITECTURE if fresh else {})})]
