@@ -116,15 +116,14 @@ def result_name(number, stage_name):
     return f"eval_t{number}_{stage_name}.json"
 
 
-def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", eval_cap=0, eval_batch_size=None,
-                  data=None):
+def evaluate_task(number, stage_name, data_dir=settings.DEFAULTS["data_dir"], out_dir=settings.DEFAULTS["out_dir"],
+                  eval_cap=0, eval_batch_size=None, data=None):
     """Held-out metrics of task `number` under checkpoint `stage_name`; writes and returns them.
     Evaluation settings default to the checkpoint's. `data`: the task's split data, if the caller
     already loaded it with this chain's vocabulary."""
     phase, _ = methods.parse_stage(stage_name)
-    if stage_name == f"tp_t{number}":
-        raise settings.ConfigError(f"stage {stage_name} holds T{number} pruned but not retrained: "
-                                   f"use ret_t{number} or a later stage")
+    if reason := methods.not_retrained(stage_name, number):
+        raise settings.ConfigError(f"stage {stage_name} {reason}")
     paths.input_dir(data_dir, "data_dir")
     result_path = paths.replaceable(Path(out_dir) / "Results" / result_name(number, stage_name), "out_dir",
                                     "a results file", Path.is_file)
@@ -145,7 +144,7 @@ def evaluate_task(number, stage_name, data_dir="Data/Session", out_dir="Data", e
     return result
 
 
-def prove_task(number, stage_name, out_dir="Data", reference=None):
+def prove_task(number, stage_name, out_dir=settings.DEFAULTS["out_dir"], reference=None):
     """The weight-level proof for task `number` between its own checkpoint and `stage_name`."""
     methods.parse_stage(stage_name)
     reference = reference or methods.own_stage(methods.parse_stage(stage_name)[0], number)

@@ -113,6 +113,13 @@ def previous_stage(name):
     return None if phase == "sinmo" else "sinmo_t1"
 
 
+def not_retrained(name, number):
+    """Why stage `name` cannot answer task K though it holds it (tp_tK: pruned, not retrained), or None."""
+    if name == f"{CONURE_PHASES[0]}_t{number}":
+        return f"holds T{number} pruned but not retrained: use {own_stage('conure', number)} or a later stage"
+    return None
+
+
 def script_for(name):
     phase, number = parse_stage(name)
     script = f"conure_{phase}_t{number}.py"

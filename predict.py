@@ -104,9 +104,8 @@ def answerable(manifest):
     """Task numbers a checkpoint can answer for, and the reason it cannot answer the others."""
     phase, number = methods.parse_stage(manifest["stage"])
     held = [entry["task"] for entry in manifest["tasks"]]
-    if phase == "tp":
-        return [n for n in held if n != number], (
-            f"holds T{number} pruned but not retrained: use ret_t{number} or a later stage")
+    if reason := methods.not_retrained(manifest["stage"], number):
+        return [n for n in held if n != number], reason
     if methods.RULES[phase].one_model:
         return held, f"holds T{held[0]}-T{held[-1]}: a later task needs its own stage"
     return [number], f"is a {phase} model of T{number} alone"

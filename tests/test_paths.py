@@ -170,6 +170,14 @@ def test_evaluate_names_a_missing_data_folder(out, tmp_path, capsys):
     assert code == 2 and "data_dir=" in err and "gone: folder not found" in err
 
 
+def test_evaluate_refuses_a_task_its_stage_pruned_but_did_not_retrain(out, synthetic_dir, capsys):
+    import evaluate
+
+    code, err = run_main(evaluate.main, ["--task=1", "--stage=tp_t1", f"--data_dir={synthetic_dir}",
+                                         f"--out_dir={out}"], capsys)
+    assert code == 2 and "tp_t1 holds T1 pruned but not retrained: use ret_t1" in err
+
+
 def test_tensorboard_folder_that_is_a_file_is_refused(synthetic_dir, tmp_path):
     (tmp_path / "logs").write_text("a file\n")
     config, explicit = stage.make_config("tp_t1", {}, [f"--data_dir={synthetic_dir}", f"--out_dir={tmp_path / 'o'}",
