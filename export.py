@@ -34,7 +34,7 @@ import trainer  # noqa: E402
 import keras  # noqa: E402
 
 
-def export(served, export_dir, k=10):
+def export(served, export_dir, k=predict.K):
     """Write `served` (predict.load) to `export_dir` as a SavedModel; returns its manifest."""
     if trainer.backend() != "tensorflow":
         raise settings.ConfigError("a SavedModel needs the TensorFlow backend: run python export.py, which uses it")
@@ -90,7 +90,7 @@ def build_parser():
                              "folder named like a file (.zip, .keras, ...) is refused")
     parser.add_argument("--tasks", help="tasks to export, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
-    parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
+    parser.add_argument("--k", type=int, default=predict.K, help=f"items per item task (default {predict.K})")
     parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"], help="folder holding Models/")
     return parser
 

@@ -49,6 +49,9 @@ RESERVED_NAMES = ("<pad>", "<unk>", "<sep>")  # ids 0-2 of the T1 vocabulary, ne
 FORMATS = ("jsonl", "csv", "parquet")  # each is also the suffix that selects it
 PARQUET_MAGIC = b"PAR1"
 ROW_GROUP_BYTES = 32 << 20  # Parquet answers are buffered up to this size, then written as one row group
+K = 10  # items answered per item task
+LENGTH = 100  # tokens read per user: TTL's lines
+BATCH_SIZE = settings.DEFAULTS["eval_batch_size"]  # users per batch
 
 
 @dataclass
@@ -150,7 +153,7 @@ def task_outputs(model, ids, number, kind, view, depth):
 class Predictor:
     """Answers of every served task for batches of T1 id rows (data_loader.read_users)."""
 
-    def __init__(self, served, k=10, exclude_seen=False, batch_size=256):
+    def __init__(self, served, k=K, exclude_seen=False, batch_size=BATCH_SIZE):
         self.served, self.k, self.exclude_seen, self.batch_size = served, k, exclude_seen, batch_size
         self.tokens = {number: np.asarray(served.answer_tokens(number), dtype=object) for number, _, _ in served.tasks}
 
@@ -306,8 +309,8 @@ def count_lines(path):
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
 
 
-def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_seen=False, length=100,
-                 batch_size=256, fmt=None, progress=False, log=print):
+def predict_file(directory, input_path, out_path, numbers=None, k=K, exclude_seen=False, length=LENGTH,
+                 batch_size=BATCH_SIZE, fmt=None, progress=False, log=print):
     """Answer the served tasks for every user of `input_path`, streaming into `out_path`."""
     fmt = paths.output_format(out_path, "--out", FORMATS, fmt)
     for name, value in (("k", k), ("length", length), ("batch_size", batch_size)):
@@ -322,8 +325,8 @@ def predict_file(directory, input_path, out_path, numbers=None, k=10, exclude_se
                          progress, log, started)
 
 
-def write_answers(served, input_path, out_path, k=10, exclude_seen=False, length=100, batch_size=256, fmt="jsonl",
-                  progress=False, log=print, started=None):
+def write_answers(served, input_path, out_path, k=K, exclude_seen=False, length=LENGTH, batch_size=BATCH_SIZE,
+                  fmt="jsonl", progress=False, log=print, started=None):
     """Stream the answers of `served` for every user of `input_path` into `out_path` (atomically), in
     format `fmt` (one of FORMATS)."""
     started = started or time.time()
@@ -365,11 +368,11 @@ def build_parser():
                                                      "another suffix needs --format")
     parser.add_argument("--tasks", help="tasks to answer, e.g. 1-6 or 1,4 (default: every task the checkpoint "
                                         "answers for)")
-    parser.add_argument("--k", type=int, default=10, help="items per item task (default 10)")
+    parser.add_argument("--k", type=int, default=K, help=f"items per item task (default {K})")
     parser.add_argument("--exclude_seen", action="store_true", help="leave the user's own items out of T1's list")
     parser.add_argument("--out_dir", default=settings.DEFAULTS["out_dir"], help="folder holding Models/")
-    parser.add_argument("--length", type=int, default=100, help="tokens per user (default 100, TTL's lines)")
-    parser.add_argument("--batch_size", type=int, default=settings.DEFAULTS["eval_batch_size"])
+    parser.add_argument("--length", type=int, default=LENGTH, help=f"tokens per user (default {LENGTH}, TTL's lines)")
+    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--format", choices=FORMATS, help="jsonl, csv or parquet (default: the one the suffix "
                                                           "of --out names)")
     return parser
