@@ -140,14 +140,20 @@ def overrides(name, preset, data=None, **options):
     return settings.resolve(layers(name, preset, data, **options))[0]
 
 
+def baseline_epochs(tp_epochs, ret_epochs):
+    """A baseline trains its one stage of a task as long as Conure's tp and ret stages of it together."""
+    return tp_epochs + ret_epochs
+
+
 def preset_layers(name, preset, data):
     """The preset's layers of stage `name`: its own settings, the data set's tuned choices over them."""
     if preset == "paper":
         return []
     phase, number = methods.parse_stage(name)
     part, fresh = "t1" if number == 1 else "later", methods.previous_stage(name) is None  # a fresh model
-    if preset == "quick":  # a baseline trains one stage as long as Conure's tp and ret together
-        epochs = {} if phase in methods.CONURE_PHASES else {"epochs": 2 * QUICK[part]["epochs"]}
+    if preset == "quick":
+        epochs = {} if phase in methods.CONURE_PHASES else {
+            "epochs": baseline_epochs(QUICK[part]["epochs"], QUICK[part]["epochs"])}
         return [("preset quick", {**QUICK[part], **epochs, **(QUICK_ARCHITECTURE if fresh else {})})]
     tuned, source = data.tuned or {}, f"tuned for {data.name} (presets.TUNED)"
     found = [("preset converged", {**SELECTION, **DEFAULT_CONVERGED[part]}), (source, tuned.get(part, {}))]

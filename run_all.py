@@ -83,7 +83,8 @@ def stage_block(name):
     if phase in methods.CONURE_PHASES:
         return f"script block (conure_{name}.py)", script_block(name)
     block = script_block(f"tp_t{number}")
-    block["epochs"] = block.get("epochs", settings.DEFAULTS["epochs"]) + script_block(f"ret_t{number}").get("epochs", 0)
+    block["epochs"] = presets.baseline_epochs(block.get("epochs", settings.DEFAULTS["epochs"]),
+                                              script_block(f"ret_t{number}").get("epochs", 0))
     return f"script block (conure_tp_t{number}.py; epochs: its and conure_ret_t{number}.py's together)", block
 
 
