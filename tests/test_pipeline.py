@@ -396,6 +396,14 @@ def on(device, *values):
     return [{"accuracy": v, "eval_settings": {"device": f"CPU {device}, avx2 (x86_64, 2 cores)"}} for v in values]
 
 
+def test_a_single_seed_is_not_placed_against_a_simple_baseline():
+    from tools.reproduction.results import place
+
+    one = [{"HR@5": 0.30, "n_eval": 100_000}]
+    assert place(one, 0.10, "HR@5") == "one seed"  # far above, but no spread over seeds to judge by
+    assert place(one * 2, 0.10, "HR@5") == "above"
+
+
 def test_a_verdict_compares_one_kind_of_machine_where_both_sides_ran_on_it():
     from tools.reproduction.results import judge
 

@@ -11,7 +11,7 @@ import tasks
 from tools.reproduction import plan, tables, verdicts
 from tools.reproduction.plan import archived, extension_dir
 from tools.reproduction.results import (JUDGED, baselines, best_simple_baseline, by_machine, collect, counted_cell,
-                                        load_json, machine, numbers_of, place, spread, zero_forgetting_line)
+                                        load_json, machine, numbers_of, place, place_text, spread, zero_forgetting_line)
 
 LABEL = "Conure with the extension"
 
@@ -121,12 +121,12 @@ def trails_table(dataset):
     found = {k: row for k, row in found.items() if row}
     for k, row in found.items():
         metric, (best, (verdict, difference, noise, where, gap, _)) = run_all.main_metric(k), row["best"]
-        place_text = "n/a" if not row["baseline"] else "{} {} ({:.4f})".format(
-            row["baseline"][0].replace("level", "level with"), *row["baseline"][1:])
+        against_baseline = "n/a" if not row["baseline"] else "{} {} ({:.4f})".format(
+            place_text(row["baseline"][0]), *row["baseline"][1:])
         lines.append(f"| T{k} {tasks.task(k).name} {metric} | {counted_cell(row['own'], [metric])} | {best} "
                      f"({where}) | {verdict.replace('tie', 'level')} ({difference:+.4f}, spread {noise:.4f}"
                      + ("" if gap is None else f" with the machines' gap {gap:.4f}") + f") | "
-                     f"{', '.join(row['ahead']) or 'none'} | {place_text} |")
+                     f"{', '.join(row['ahead']) or 'none'} | {against_baseline} |")
     if not found:
         return ["(fewer than two seeds yet)"]
     trailing = [f"T{k} ({', '.join(row['ahead'])})" for k, row in found.items() if row["ahead"]]

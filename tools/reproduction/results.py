@@ -184,10 +184,18 @@ def compare(mine, theirs, metric, widen=0.0):
 
 def place(results, bar, metric):
     """'above', 'below' or 'level' against a fixed number: a gap counts when it is larger than the
-    seeds' standard deviation plus the standard error of a share measured on the held-out users."""
-    mean, std, _ = spread(results, metric)
+    seeds' standard deviation plus the standard error of a share measured on the held-out users. With
+    one seed there is no spread to judge by: 'one seed'."""
+    mean, std, n = spread(results, metric)
+    if n < 2:
+        return "one seed"
     noise = std + np.sqrt(bar * (1 - bar) / min(r["n_eval"] for r in results))
     return "above" if mean - bar > noise else "below" if bar - mean > noise else "level"
+
+
+def place_text(found):
+    """`place`'s answer in a sentence: 'above', 'below', 'level with', 'not judged (one seed)'."""
+    return {"level": "level with", "one seed": "not judged (one seed)"}.get(found, found)
 
 
 def best_simple_baseline(fitted_task, metric):

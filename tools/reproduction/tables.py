@@ -8,9 +8,9 @@ from tools.reproduction import plan, verdicts
 from tools.reproduction.plan import archived, heads_dir, method_runs, paper_width_dir, run_dir, select_dir
 from tools.reproduction.results import (JUDGED, architecture_text, baseline_mean, baselines, best_simple_baseline,
                                         by_machine, collect, counted_cell, first_t1_config, forgetting_rows,
-                                        judge, load_json, machine, metrics_of, numbers_of, place, selection_text,
-                                        setting_results, spread, stage_order, stage_results, t1_config,
-                                        zero_forgetting_line)
+                                        judge, load_json, machine, metrics_of, numbers_of, place, place_text,
+                                        selection_text, setting_results, spread, stage_order, stage_results,
+                                        t1_config, zero_forgetting_line)
 
 
 def baseline_row(found, numbers, metrics, part="strong", label="strong simple baseline", trailing="", blank=0):
@@ -114,7 +114,7 @@ def simple_baseline_lines(dataset):
             for metric in (m for m in metrics_of(k) if m != "NDCG@5") if results else ():
                 best = best_simple_baseline(found[k], metric)[1]
                 mean, std, n = spread(results, metric)
-                judged.append(f"T{k} {metric} {place(results, best, metric).replace('level', 'level with')} "
+                judged.append(f"T{k} {metric} {place_text(place(results, best, metric))} "
                               f"({mean:.4f}{f' ± {std:.4f}' if n > 1 else ''} vs {best:.4f}, n={n})")
         if judged:
             where = ", ".join(by_machine(collect(method_runs(dataset, method), method, 1)))
@@ -272,10 +272,8 @@ def verdict_table(spec, values, directory, label):
 
 def verdict_cell(results, fitted, k):
     """'<against popularity or majority> / <against the strong baseline>', or the seed count below two."""
-    if len(results) < 2:
-        return f"(n={len(results)})"
-    return " / ".join(place(results, baseline_mean(fitted, part, k), run_all.main_metric(k))
-                      for part in ("trivial", "strong"))
+    places = [place(results, baseline_mean(fitted, part, k), run_all.main_metric(k)) for part in ("trivial", "strong")]
+    return f"(n={len(results)})" if "one seed" in places else " / ".join(places)
 
 
 def verdict_lines(spec, values, directory, label):
