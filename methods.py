@@ -53,7 +53,8 @@ RULES = {
     "hat": Rule("full", "full", shared=False, convs=True, shared_t1=True, gates="hat", one_model=True,
                 defaults={"smax": 400.0, "hat_c": 0.75}, objective=hat.objective),
     "teracon": Rule("full", "full", shared=True, convs=True, gates="teracon", every_task=True, linear_heads=True,
-                    one_model=True, defaults={"smax": 50.0, "alpha": 0.7, "retention_items": 65536}, objective=teracon.objective),
+                    one_model=True, defaults={"smax": 50.0, "alpha": 0.7, "retention_items": 65536},
+                    objective=teracon.objective),
 }
 
 CONURE_PHASES = ("tp", "ret")  # Conure's two stages of a task: train and prune, then retrain
