@@ -2,9 +2,8 @@
 method with one shared model (backward transfer and forgetting per kind of metric, each task's
 forgetting and largest drop, the parameters a task reads that changed), and the gates of HAT and
 TERACON."""
-
-import metrics
 import methods
+import metrics
 import run_all
 import tasks
 from tools.reproduction import plan
@@ -51,8 +50,8 @@ def run_forgetting(table):
             last = rows.iloc[-1]
             per_task[k] = {"forgetting": found["forgetting"][k], "largest": found["largest_drop"][k],
                            "share": 1 - last["proof_identical"] / last["proof_compared"]}
-    summary = {f"{part}_{metric}": value for part, name in (("bwt", "bwt"), ("forgetting", "mean_forgetting"))
-               for metric, value in found[name].items()}
+    summary = {**{f"bwt_{metric}": value for metric, value in found["bwt"].items()},
+               **{f"forgetting_{metric}": value for metric, value in found["mean_forgetting"].items()}}
     return summary, per_task
 
 
