@@ -111,9 +111,9 @@ def verdict_rule_text():
             "task's own stage follow, and a verdict that reads otherwise there says so). A difference between two "
             "methods counts only when it exceeds their standard deviations together (results.compare); against a "
             "fixed number, a simple baseline's score, when it exceeds the seeds' standard deviation plus the standard "
-            "error of a share on the held-out users (results.place). Both sides come from one kind of "
-            "machine where they can: where they cannot, the verdict names both kinds and widens the spread by the "
-            "largest gap between a seed's run on one kind and the same run repeated on the other.")
+            "error of a share on the held-out users (results.place). Both sides come from one kind of machine (its "
+            "CPU model, results.machine) where they can: where they cannot, the verdict names both kinds and widens "
+            "the spread by the largest gap between a seed's run on one kind and the same run repeated on the other.")
 
 
 def selection_text():
