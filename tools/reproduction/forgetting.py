@@ -34,7 +34,8 @@ def forgetting_table(directory, method):
     return lines
 
 
-KINDS = {"HR@5": "item tasks, HR@5", "accuracy": "classification, accuracy"}  # BWT and forgetting per main metric
+KINDS = {metrics.main_metric(kind): f"{label}, {metrics.main_metric(kind)}"  # BWT and forgetting per main metric
+         for kind, label in (("item", "item tasks"), ("class", "classification"))}
 
 
 def run_forgetting(table):
