@@ -424,9 +424,10 @@ def test_a_verdict_across_two_machines_names_both_and_widens_the_spread_by_their
     assert judge(mine, theirs, "accuracy", 0.09)[0] == "tie"  # a gap as large as the difference: level
 
 
-def test_the_extension_trails_table_names_the_methods_ahead_and_the_better_simple_baseline(two_task_archive):
-    from tools.reproduction import extension
-
+@pytest.fixture
+def extension_archive(two_task_archive):
+    """The extension's runs (seeds 1 and 2) beside the two-task archive: T1 at Conure's 0.120, T2 at 0.060
+    (Conure 0.050, TERACON 0.070)."""
     plan = two_task_archive
     for seed, shift in ((1, 0.0), (2, 0.002)):
         for name, score in {"ret_t1": 0.120, "eval_t1_ret_t2": 0.120, "ret_t2": 0.060}.items():
@@ -434,6 +435,13 @@ def test_the_extension_trails_table_names_the_methods_ahead_and_the_better_simpl
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"MRR@5": score / 2, "HR@5": score + shift, "NDCG@5": score / 2, "n_eval": 1000,
                                         "eval_settings": {"device": "CPU Some Machine, avx2 (x86_64, 2 cores)"}}))
+    return plan
+
+
+def test_the_extension_trails_table_names_the_methods_ahead_and_the_better_simple_baseline(extension_archive):
+    from tools.reproduction import extension
+
+    plan = extension_archive
     fitted = {json.dumps([k, {}]): {"trivial": {"HR@5": trivial}, "strong": {"HR@5": strong},
                                     "trivial_name": "popularity", "strong_name": "Markov chain"}
               for k, trivial, strong in ((1, 0.200, 0.100), (2, 0.010, 0.030))}
@@ -443,3 +451,12 @@ def test_the_extension_trails_table_names_the_methods_ahead_and_the_better_simpl
     assert rows[2].split(" | ")[4] == "none" and rows[3].split(" | ")[4] == "TERACON"
     assert summary == ("- Of 2 tasks judged, the extension trails a method beyond the spread on 1: T2 (TERACON); "
                        "it is below the better simple baseline on T1.")
+
+
+def test_the_extension_is_judged_against_conure_task_by_task_with_the_final_models(extension_archive):
+    from tools.reproduction import extension
+
+    line, = extension.against_conure_lines("tiny")
+    assert line.startswith("- Conure with the extension vs Conure on every task (final models; on Some Machine")
+    assert "better on 1, within the spread on 1, worse on 0" in line
+    assert "T1 +0.0000 (spread 0.0028)" in line and "T2 +0.0100 (spread 0.0028)" in line

@@ -140,6 +140,14 @@ def trails_table(dataset):
     return lines + ["", summary]
 
 
+def against_conure_lines(dataset):
+    """The extension against Conure at the release's settings, task by task, with the final models: what
+    the extension adds to the one model that forgets nothing."""
+    line = verdicts.versus_line(dataset, f"{LABEL} vs Conure on every task", (extension_runs(dataset), "conure"),
+                                (plan.runs_of(dataset, "conure"), "conure"), numbers_of(dataset))
+    return [line] if line else []
+
+
 def section(dataset):
     lines = [f"## Beyond the release: Conure with the extension ({dataset})", "",
              "Settings chosen one at a time on seed 0's validation slice (docs/extension.md): each step's candidates "
@@ -151,5 +159,6 @@ def section(dataset):
               ""] + tables.quality_table(dataset, rows=[(LABEL, extension_runs(dataset), "conure")]
                                          + compared_rows(dataset), metrics=lambda k: [run_all.main_metric(k)])
     lines += ["", "Does it trail any method? Each task with each method's final model:", ""] + trails_table(dataset)
+    lines += against_conure_lines(dataset)
     lines += ["", "What it costs beside Conure:", ""] + cost_table(dataset)
     return lines + [""] + zero_forgetting_line(extension_runs(dataset), "with the extension") + [""]
