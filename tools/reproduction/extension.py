@@ -1,7 +1,7 @@
 """The report's section on Conure beyond the release (docs/extension.md): the choice of each setting
 on the validation slice, then the runs at the settings chosen beside every method and the simple
-baselines (final models), whether it trails any of them, its storage and wall time beside Conure's and
-the proof of zero forgetting."""
+baselines (final models), whether it trails any of them, its verdict against Conure, its storage and
+wall time beside Conure's and the proof of zero forgetting."""
 import numpy as np
 
 import methods
